@@ -1,0 +1,45 @@
+"""Shared pytest setup: DDS stays on loopback, each ROS test gets its own domain, GPU tests skip without CUDA."""
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+# Before anything can import rclpy: discovery never leaves loopback (Kilted ignores ROS_LOCALHOST_ONLY).
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+REPO = Path(__file__).resolve().parents[1]
+LINEMOD_DIR = Path(os.environ.get("ATTN6D_LINEMOD_DIR", REPO.parent / "shared" / "data" / "linemod_models"))
+
+# Domain ids 1..100, starting at an offset from the pid so that two test runs on one machine rarely share one.
+_domain_ids = itertools.count(os.getpid() % 50)
+
+
+@pytest.fixture
+def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A ROS_DOMAIN_ID of this test's own, set in os.environ (child processes inherit it)."""
+    domain = next(_domain_ids) % 100 + 1
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    return domain
+
+
+@pytest.fixture
+def linemod_dir() -> Path:
+    if not LINEMOD_DIR.is_dir():
+        pytest.skip(f"LineMOD meshes not found at {LINEMOD_DIR} (set ATTN6D_LINEMOD_DIR)")
+    return LINEMOD_DIR
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
