@@ -1,4 +1,5 @@
 """pip packaging of attn6d_ros for use outside ROS (`pip install .`); ROS 2 builds use CMakeLists.txt."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup

@@ -3,6 +3,7 @@
 The core (geometry, mesh, crop, render, network, refiner, training, metrics) never imports rclpy; the ROS 2
 node lives in node.py and the modules it names. Start with `attn6d_ros.refiner.Refiner`.
 """
+
 from pkgutil import extend_path
 
 # The generated ROS interfaces (attn6d_ros.msg) may be installed in another directory than these sources (the

@@ -1,4 +1,5 @@
-"""Shared pytest setup: DDS stays on loopback, each ROS test gets its own domain, GPU tests skip without CUDA."""
+"""Shared pytest setup: DDS stays on loopback, ROS tests get their own domain, GPU tests need CUDA."""
+
 import itertools
 import os
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 REPO = Path(__file__).resolve().parents[1]
-LINEMOD_DIR = Path(os.environ.get("ATTN6D_LINEMOD_DIR", REPO.parent / "shared" / "data" / "linemod_models"))
+LINEMOD_DIR = Path(
+    os.environ.get("ATTN6D_LINEMOD_DIR", REPO.parent / "shared" / "data" / "linemod_models")
+)
 
 # Domain ids 1..100, starting at an offset from the pid so that two test runs on one machine rarely share one.
 _domain_ids = itertools.count(os.getpid() % 50)

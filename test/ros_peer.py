@@ -3,15 +3,15 @@
 Usage: python ros_peer.py SECONDS. Publishes attn6d_ros/RefinementArray on `peer/details`,
 vision_msgs/Detection3DArray on `peer/detections` and tf2_msgs/TFMessage on `/tf` at 20 Hz until SECONDS pass.
 """
+
 import sys
 import time
 
 import rclpy
+from attn6d_ros.msg import Refinement, RefinementArray
 from geometry_msgs.msg import Pose, TransformStamped
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
-
-from attn6d_ros.msg import Refinement, RefinementArray
 
 
 def _messages() -> tuple[RefinementArray, Detection3DArray, TFMessage]:
@@ -53,7 +53,7 @@ def main() -> None:
     messages = _messages()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        for publisher, message in zip(publishers, messages):
+        for publisher, message in zip(publishers, messages, strict=True):
             publisher.publish(message)
         rclpy.spin_once(node, timeout_sec=0.05)
     node.destroy_node()

@@ -1,4 +1,5 @@
 """Our interfaces and the test-only vision_msgs / tf2_msgs travel between two processes over loopback."""
+
 import json
 import subprocess
 import sys
@@ -11,25 +12,29 @@ pytestmark = pytest.mark.ros
 
 HERE = Path(__file__).parent
 
-# REP 2011 type hash of upstream ROS 2 tf2_msgs/TFMessage (environment.md section 5): a real tf listener matches.
-UPSTREAM_TF_MESSAGE_HASH = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
+# REP 2011 type hash of upstream ROS 2 tf2_msgs/TFMessage (environment.md §5): real tf listeners match.
+UPSTREAM_TF_MESSAGE_HASH = (
+    "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
+)
 
 
 def test_three_message_types_cross_process(ros_domain: int) -> None:
     import rclpy
+    from attn6d_ros.msg import RefinementArray
     from tf2_msgs.msg import TFMessage
     from vision_msgs.msg import Detection3DArray
-
-    from attn6d_ros.msg import RefinementArray
 
     peer = subprocess.Popen([sys.executable, str(HERE / "ros_peer.py"), "20"])
     received: dict[str, object] = {}
     rclpy.init()
     try:
         node = rclpy.create_node("attn6d_test_listener")
-        node.create_subscription(RefinementArray, "peer/details", lambda m: received.setdefault("d", m), 10)
-        node.create_subscription(Detection3DArray, "peer/detections",
-                                 lambda m: received.setdefault("v", m), 10)
+        node.create_subscription(
+            RefinementArray, "peer/details", lambda m: received.setdefault("d", m), 10
+        )
+        node.create_subscription(
+            Detection3DArray, "peer/detections", lambda m: received.setdefault("v", m), 10
+        )
         node.create_subscription(TFMessage, "/tf", lambda m: received.setdefault("t", m), 10)
         deadline = time.monotonic() + 20.0
         while len(received) < 3 and time.monotonic() < deadline:
