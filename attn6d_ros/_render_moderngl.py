@@ -203,7 +203,8 @@ class ModernGLBackend:
                     prog["tex"].value = 0
                 gpu.vao.render(moderngl.TRIANGLES)
         full_w, full_h = cols * width, rows * height
-        rgb = np.frombuffer(fbo.read(components=3, attachment=0, alignment=1), np.uint8)
+        # Copies (np.array): frombuffer views of the read-back bytes would be read-only.
+        rgb = np.array(np.frombuffer(fbo.read(components=3, attachment=0, alignment=1), np.uint8))
         rgb = rgb.reshape(full_h, full_w, 3)
         depth_instance = np.frombuffer(
             fbo.read(components=2, attachment=1, alignment=1, dtype="f4"), np.float32

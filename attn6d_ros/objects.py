@@ -1,0 +1,89 @@
+"""The object table: YAML mapping object ids to meshes, units and symmetry, and its loader.
+
+Format (config/objects.yaml)::
+
+    demo_object:                      # the detector's class id
+      mesh: ../models/demo_object.ply # relative to this file; also absolute, ~, $VARS, package://pkg/path
+      units: m                        # m | cm | mm (the unit of the file's coordinates)
+      symmetric: false                # ADD-S and a symmetric loss when true
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from attn6d_ros.mesh import UNIT_SCALE, ObjectModel, load_mesh
+from attn6d_ros.paths import resolve_path
+
+_KEYS = {"mesh", "units", "symmetric"}
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One row of the object table."""
+
+    object_id: str
+    mesh: Path
+    units: str = "m"
+    symmetric: bool = False
+
+    def load(self) -> ObjectModel:
+        return load_mesh(
+            self.mesh, units=self.units, symmetric=self.symmetric, name=self.object_id
+        )
+
+
+def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
+    """Reads and validates an object table; mesh paths are resolved (not yet loaded).
+
+    Raises:
+        FileNotFoundError: the table or a mesh file is missing.
+        ValueError: bad YAML or a bad entry; the message names the entry and the field.
+    """
+    path = Path(resolve_path(str(path)))
+    if not path.is_file():
+        raise FileNotFoundError(f"object table not found: {path}")
+    try:
+        table = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"object table {path} is not valid YAML: {exc}") from exc
+    if not isinstance(table, dict) or not table:
+        raise ValueError(
+            f"object table {path} must map object ids to entries, got {type(table).__name__}"
+        )
+    specs = {}
+    for object_id, entry in table.items():
+        where = f"{path}: objects.{object_id}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a mapping with 'mesh', 'units', 'symmetric'")
+        unknown = set(entry) - _KEYS
+        if unknown:
+            raise ValueError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
+        if "mesh" not in entry:
+            raise ValueError(f"{where}.mesh is missing")
+        units = entry.get("units", "m")
+        if units not in UNIT_SCALE:
+            raise ValueError(f"{where}.units must be one of {tuple(UNIT_SCALE)}, got {units!r}")
+        symmetric = entry.get("symmetric", False)
+        if not isinstance(symmetric, bool):
+            raise ValueError(f"{where}.symmetric must be true or false, got {symmetric!r}")
+        mesh = Path(resolve_path(os.path.expandvars(str(entry["mesh"])), relative_to=path.parent))
+        if not mesh.is_file():
+            raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}")
+        specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric)
+    return specs
+
+
+def load_objects(path: str | Path, ids: list[str] | None = None) -> dict[str, ObjectModel]:
+    """Loads the meshes of an object table (all ids, or `ids` in that order)."""
+    specs = read_object_table(path)
+    if ids:
+        missing = [i for i in ids if i not in specs]
+        if missing:
+            raise ValueError(f"object ids {missing} are not in {path}; it has {sorted(specs)}")
+        specs = {i: specs[i] for i in ids}
+    return {object_id: spec.load() for object_id, spec in specs.items()}

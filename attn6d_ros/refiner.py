@@ -1,0 +1,356 @@
+"""Refiner: the runtime API that crops, renders, runs the network and updates poses for N stages.
+
+Usage::
+
+    refiner = Refiner.from_checkpoint("models/demo_refiner.pt", device="auto")
+    refiner.add_object("ape", load_mesh("ape_color_4000.ply", units="m"))
+    results = refiner.refine(image_rgb, K, [("ape", T_init)])   # uint8 HxWx3, 3x3, [(id, 4x4)]
+
+All detections of a call are refined as one batch per stage: one batched render and one network call.
+A bad detection gets a result with `error` set and never costs the others their result. The Refiner owns an
+OpenGL context: create it and call it on one thread.
+
+Score (in [0, 1]): the zero-mean normalised cross-correlation between the image crop and the unlit render at
+the final pose, over the render's silhouette and the three colour channels, clipped at 0. It is 1 for a
+render that matches the image up to brightness and contrast, near 0 when the silhouette covers unrelated
+pixels. It measures appearance agreement (occlusion and lighting lower it), not a calibrated probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attn6d_ros.checkpoint import load_checkpoint
+from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.geometry import check_intrinsics, check_pose
+from attn6d_ros.mesh import ObjectModel
+from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
+from attn6d_ros.render import NEAR, Renderer
+
+log = logging.getLogger(__name__)
+
+# A refinement has converged when its last stage moved the model points by less than this share of the
+# object's diameter (mean point displacement, as ADD).
+CONVERGED_FRACTION = 0.01
+
+
+@dataclass
+class RefinementResult:
+    """The outcome for one detection.
+
+    Attributes:
+        object_id: the detection's object id.
+        T_init: (4, 4) the coarse pose given.
+        T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started).
+        stage_poses: the pose after every stage, (4, 4) each.
+        attention: (stages, 3, G, G) float32 attention maps (xy, z, rotation heads), each summing to 1;
+            None when the detection was not refined.
+        score: [0, 1] agreement of the final render with the image (module docstring); 0 on error.
+        converged: the last stage moved the model points by < 1 % of the diameter.
+        elapsed_ms: wall time of the whole `refine` call (all detections are refined together).
+        error: None, or why this detection was not (fully) refined.
+        window: the crop window (fixed by T_init), image pixels; None when it could not be computed.
+    """
+
+    object_id: str
+    T_init: np.ndarray
+    T: np.ndarray
+    stage_poses: list[np.ndarray] = field(default_factory=list)
+    attention: np.ndarray | None = None
+    score: float = 0.0
+    converged: bool = False
+    elapsed_ms: float = 0.0
+    error: str | None = None
+    window: CropWindow | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cpu'; 'cuda' / 'cuda:N' (an error when CUDA is missing)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {spec!r} requested but CUDA is not available (use 'auto' or 'cpu')"
+            )
+        index = int(spec[5:]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device(spec)
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+
+
+class Refiner:
+    """Multi-stage render-and-compare refinement of coarse object poses.
+
+    Args:
+        net: the refiner network (see checkpoint.load_checkpoint).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        renderer: a Renderer to use; by default one is created (moderngl on EGL).
+        metadata: checkpoint metadata, kept for reference.
+    """
+
+    def __init__(
+        self,
+        net: RefinerNet,
+        *,
+        device: str = "auto",
+        renderer: Renderer | None = None,
+        metadata: dict | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.cfg = net.cfg
+        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.renderer = renderer or Renderer()
+        self.metadata = metadata or {}
+        self.models: dict[str, ObjectModel] = {}
+        self.last_timings_ms: dict[str, float] = {}
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", *, renderer: Renderer | None = None
+    ) -> Refiner:
+        """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
+        net, metadata, _ = load_checkpoint(path)
+        return cls(net, device=device, renderer=renderer, metadata=metadata)
+
+    @property
+    def object_ids(self) -> list[str]:
+        return sorted(self.models)
+
+    def add_object(self, object_id: str, model: ObjectModel) -> None:
+        """Registers a mesh under `object_id` (the detector's class id). Replaces an earlier one."""
+        if not isinstance(object_id, str) or not object_id:
+            raise ValueError(f"object_id must be a non-empty string, got {object_id!r}")
+        if object_id in self.models:
+            self.renderer.release(self.models[object_id])
+        self.models[object_id] = model
+
+    def refine(
+        self,
+        image_rgb: np.ndarray,
+        K: np.ndarray,
+        detections: list[tuple[str, np.ndarray]],
+        stages: int | None = None,
+    ) -> list[RefinementResult]:
+        """Refines every detection of one image.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB image (rectified).
+            K: (3, 3) intrinsics of the image.
+            detections: (object_id, T_cam_obj_init) pairs; poses 4x4, metres, camera optical frame.
+            stages: how many stages to run; defaults to the model's (a shared-stage model runs any number).
+
+        Returns:
+            One RefinementResult per detection, in order.
+
+        Raises:
+            ValueError: the image or K is invalid (these concern every detection), or a bad `stages`.
+        """
+        start = time.perf_counter()
+        image = _check_image(image_rgb)
+        K = check_intrinsics(K)
+        n_stages = self.cfg.num_stages if stages is None else int(stages)
+        if n_stages < 1 or (not self.cfg.shared_stages and n_stages > self.cfg.num_stages):
+            limit = "any number" if self.cfg.shared_stages else f"1..{self.cfg.num_stages}"
+            raise ValueError(f"stages must be in {limit} for this model, got {stages}")
+        results, valid = self._prepare(image, K, detections)
+        timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0, "score": 0.0}
+        if valid:
+            self._run_stages(image, K, results, valid, n_stages, timings)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        for result in results:
+            result.elapsed_ms = elapsed
+        timings["total"] = elapsed
+        self.last_timings_ms = timings
+        return results
+
+    def _prepare(
+        self, image: np.ndarray, K: np.ndarray, detections: list[tuple[str, np.ndarray]]
+    ) -> tuple[list[RefinementResult], list[int]]:
+        """Validates detections and computes their windows; returns results and the refinable indices."""
+        height, width = image.shape[:2]
+        results, valid = [], []
+        for i, detection in enumerate(detections):
+            try:
+                object_id, T_raw = detection
+            except (TypeError, ValueError):
+                results.append(
+                    _failed(str(detection), np.eye(4), f"detection {i} is not (object_id, pose)")
+                )
+                continue
+            T_init = (
+                np.array(T_raw, dtype=np.float64, copy=True)
+                if _is_array_like(T_raw)
+                else np.eye(4)
+            )
+            result = RefinementResult(object_id=str(object_id), T_init=T_init, T=T_init.copy())
+            results.append(result)
+            try:
+                if object_id not in self.models:
+                    raise ValueError(f"unknown object_id {object_id!r}; known: {self.object_ids}")
+                T_init = check_pose(T_raw, name=f"detection {i} ({object_id}) pose")
+                window = compute_window(
+                    K, T_init, self.models[object_id].hull_vertices,
+                    scale=CROP_SCALE, size_px=self.cfg.crop_size,
+                )  # fmt: skip
+                if not window.intersects_image(width, height):
+                    raise ValueError(
+                        f"crop window (centre ({window.center_px[0]:.0f}, {window.center_px[1]:.0f}) px, "
+                        f"half side {window.half_size_px:.0f} px) lies entirely outside the "
+                        f"{width}x{height} image"
+                    )
+            except ValueError as exc:
+                result.error = f"detection {i} ({object_id!r}): {exc}"
+                continue
+            result.window = window
+            valid.append(i)
+        return results, valid
+
+    @torch.inference_mode()
+    def _run_stages(
+        self,
+        image: np.ndarray,
+        K: np.ndarray,
+        results: list[RefinementResult],
+        valid: list[int],
+        n_stages: int,
+        timings: dict[str, float],
+    ) -> None:
+        S = self.cfg.crop_size
+        dev = self.device
+        tic = time.perf_counter()
+        windows = [results[i].window for i in valid]
+        crops = np.stack([crop_image(image, w) for w in windows])  # (B, S, S, 3) float32 0..255
+        observed = normalize_crop(torch.from_numpy(crops)).to(
+            dev, memory_format=torch.channels_last
+        )
+        crop_Ks = [crop_intrinsics(K, w) for w in windows]
+        models = [self.models[results[i].object_id] for i in valid]
+        R = torch.from_numpy(np.stack([results[i].T_init[:3, :3] for i in valid]))  # float64, CPU
+        t = torch.from_numpy(np.stack([results[i].T_init[:3, 3] for i in valid]))
+        K_batch = torch.from_numpy(np.repeat(K[None], len(valid), axis=0))
+        zoom = torch.tensor([w.zoom for w in windows], dtype=torch.float64)
+        alive = np.ones(len(valid), dtype=bool)
+        attention = np.zeros(
+            (n_stages, len(valid), 3, self.cfg.grid_size, self.cfg.grid_size), np.float32
+        )
+        stage_poses: list[list[np.ndarray]] = [[] for _ in valid]
+        timings["crop"] += _ms_since(tic)
+        for k in range(n_stages):
+            tic = time.perf_counter()
+            poses = _poses(R, t)
+            renders = self.renderer.render_batch(
+                [(m, poses[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
+                S,
+                S,
+            )
+            rendered = torch.from_numpy(np.stack([r.rgb for r in renders]))
+            rendered = normalize_crop(rendered).to(dev, memory_format=torch.channels_last)
+            timings["render"] += _ms_since(tic)
+            tic = time.perf_counter()
+            out = self.net.stage(k)(observed, rendered)
+            attention[k] = out.attention.float().cpu().numpy()
+            xy, dz, q = (x.detach().double().cpu() for x in (out.xy_px, out.dz, out.quat_xyzw))
+            timings["network"] += _ms_since(tic)
+            tic = time.perf_counter()
+            R_new, t_new = apply_update(R, t, K_batch, zoom, xy, dz, q)
+            for j in range(len(valid)):
+                if not alive[j]:
+                    continue
+                if not torch.isfinite(t_new[j]).all() or t_new[j, 2] <= NEAR:
+                    alive[j] = False
+                    results[
+                        valid[j]
+                    ].error = (
+                        f"refinement diverged at stage {k + 1}: translation {t_new[j].tolist()}"
+                    )
+                    continue
+                R[j], t[j] = R_new[j], t_new[j]
+                stage_poses[j].append(_pose(R[j], t[j]))
+            timings["update"] += _ms_since(tic)
+        tic = time.perf_counter()
+        final = _poses(R, t)
+        renders = self.renderer.render_batch(
+            [(m, final[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
+            S,
+            S,
+        )
+        for j, i in enumerate(valid):
+            result = results[i]
+            result.T = final[j]
+            result.stage_poses = stage_poses[j]
+            result.attention = attention[:, j]
+            result.score = _ncc_score(crops[j], renders[j].rgb, renders[j].mask)
+            previous = stage_poses[j][-2] if len(stage_poses[j]) > 1 else result.T_init
+            moved = _mean_point_motion(models[j].points, previous, result.T)
+            result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
+        timings["score"] += _ms_since(tic)
+
+
+def _check_image(image_rgb: np.ndarray) -> np.ndarray:
+    image = np.asarray(image_rgb)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"image must be an HxWx3 uint8 RGB array, got {image.dtype} {image.shape}"
+        )
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"image is too small: {image.shape[1]}x{image.shape[0]}")
+    return image
+
+
+def _is_array_like(value: object) -> bool:
+    try:
+        return np.asarray(value, dtype=np.float64).shape == (4, 4)
+    except (TypeError, ValueError):
+        return False
+
+
+def _failed(object_id: str, T: np.ndarray, error: str) -> RefinementResult:
+    return RefinementResult(object_id=object_id, T_init=T, T=T.copy(), error=error)
+
+
+def _pose(R: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = R.numpy()
+    T[:3, 3] = t.numpy()
+    return T
+
+
+def _poses(R: torch.Tensor, t: torch.Tensor) -> list[np.ndarray]:
+    return [_pose(R[j], t[j]) for j in range(R.shape[0])]
+
+
+def _ms_since(tic: float) -> float:
+    return (time.perf_counter() - tic) * 1000.0
+
+
+def _ncc_score(observed: np.ndarray, rendered: np.ndarray, mask: np.ndarray) -> float:
+    """Zero-mean normalised cross-correlation over the mask (all channels), clipped to [0, 1]."""
+    if mask.sum() < 10:
+        return 0.0
+    a = observed[mask].astype(np.float64)
+    b = rendered[mask].astype(np.float64)
+    a -= a.mean(axis=0)
+    b -= b.mean(axis=0)
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    if denominator < 1e-9:
+        return 0.0
+    return float(np.clip((a * b).sum() / denominator, 0.0, 1.0))
+
+
+def _mean_point_motion(points: np.ndarray, T_a: np.ndarray, T_b: np.ndarray) -> float:
+    delta = points @ (T_a[:3, :3] - T_b[:3, :3]).T + (T_a[:3, 3] - T_b[:3, 3])
+    return float(np.linalg.norm(delta, axis=1).mean())

@@ -1,0 +1,469 @@
+"""On-the-fly synthetic training and test data from meshes: scenes, observations, perturbed poses, crops.
+
+Every sample is a pure function of (seed, index): the same call gives the same sample in any process, so a
+resumed run continues exactly where it stopped and a test set is fixed by its seed.
+
+Observation (what the camera sees): the object at its true pose, lit by a random Phong light, in front of a
+procedural background with clutter, partly hidden by random occluder meshes (0-60 % of its silhouette), then
+colour jitter, blur and sensor noise. Network input: the unlit render at the current pose, as at run time.
+The observation is synthesised at the resolution the crop samples it at and cropped with crop.py's bilinear
+sampler, so training crops look like run-time crops of camera images (paper_facts.md §2.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.geometry import axis_angle_to_matrix
+from attn6d_ros.mesh import ObjectModel, model_from_arrays
+from attn6d_ros.render import Light, Renderer
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What the synthetic world looks like. Defaults: a typical 640x480 camera, 0.3-1.5 m, DeepIM noise."""
+
+    image_width: int = 640
+    image_height: int = 480
+    focal_range_px: tuple[float, float] = (500.0, 650.0)  # fx; fy = fx * U(0.98, 1.02)
+    principal_jitter_px: float = 15.0  # cx, cy around the image centre
+    depth_range: tuple[float, float] = (0.3, 1.5)  # metres; raised so the object fits the image
+    min_visible_fraction: float = 0.7  # of the object's extent in the image (origin margin)
+    rot_noise_deg: float = 15.0  # per Euler axis, Gaussian sigma (DeepIM; refiner_anchors.md §3.1)
+    trans_noise: tuple[float, float, float] = (0.01, 0.01, 0.05)  # metres, Gaussian sigma (DeepIM)
+    max_rot_noise_deg: float = 45.0  # DeepIM rejects larger perturbations
+    occluder_probability: float = 0.5
+    max_occlusion: float = 0.6  # of the object's silhouette
+    clutter_objects: tuple[int, int] = (0, 3)  # background shapes behind the object
+    later_stage_probability: float = (
+        0.5  # training samples whose current pose is closer than T_init
+    )
+    later_stage_scale: tuple[float, float] = (0.03, 0.6)  # of the DeepIM noise, for those samples
+    noise_sigma: tuple[float, float] = (0.0, 8.0)  # sensor noise, 0..255 units
+    blur_probability: float = 0.3
+    crop_size: int = 152  # set from the model config
+
+    @staticmethod
+    def from_dict(values: dict) -> SynthConfig:
+        names = {f.name for f in fields(SynthConfig)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown synth keys {sorted(unknown)}; known: {sorted(names)}")
+        return SynthConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        )
+
+
+@dataclass
+class TestScene:
+    """A full synthetic camera image with one annotated object (evaluation, demo)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    K: np.ndarray  # (3, 3)
+    object_index: int
+    T_gt: np.ndarray  # (4, 4)
+    T_init: np.ndarray  # (4, 4) perturbed with the configured noise
+    occlusion: float  # hidden share of the object's silhouette, [0, 1]
+
+
+@dataclass
+class _View:
+    """An image to synthesise: intrinsics, size, and its mapping to the full camera image."""
+
+    K: np.ndarray
+    width: int
+    height: int
+    scale: float = 1.0  # view pixels per camera pixel
+    origin_px: tuple[float, float] = (0.0, 0.0)  # camera pixel of view pixel (0, 0) / scale
+    full_size: tuple[int, int] = (640, 480)
+    lights: list = field(default_factory=list)
+
+
+class SceneGenerator:
+    """Samples cameras, poses, perturbations and rendered observations for a set of objects.
+
+    Args:
+        objects: the objects to train or test on.
+        cfg: the synthetic world.
+        occluders: extra meshes used as occluders and clutter (procedural shapes are always available).
+    """
+
+    def __init__(
+        self,
+        objects: list[ObjectModel],
+        cfg: SynthConfig,
+        occluders: list[ObjectModel] | None = None,
+    ) -> None:
+        if not objects:
+            raise ValueError("SceneGenerator needs at least one object")
+        self.objects = objects
+        self.cfg = cfg
+        self.shapes = _procedural_shapes() + list(occluders or [])
+        self._renderer: Renderer | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        # Created on first use, in the process (DataLoader worker) that renders.
+        if self._renderer is None:
+            os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe: one thread per data worker
+            self._renderer = Renderer()
+        return self._renderer
+
+    # -- sampling ------------------------------------------------------------------------------------
+
+    def sample_camera(self, rng: np.random.Generator) -> np.ndarray:
+        c = self.cfg
+        fx = rng.uniform(*c.focal_range_px)
+        fy = fx * rng.uniform(0.98, 1.02)
+        cx = c.image_width / 2 + rng.uniform(-1, 1) * c.principal_jitter_px
+        cy = c.image_height / 2 + rng.uniform(-1, 1) * c.principal_jitter_px
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    def sample_pose(
+        self, rng: np.random.Generator, model: ObjectModel, K: np.ndarray
+    ) -> np.ndarray:
+        """A uniformly random rotation at a depth and image position where the object is mostly visible."""
+        c = self.cfg
+        # Near enough to be seen, far enough that the diameter spans at most 80 % of the image height.
+        z_min = max(c.depth_range[0], K[1, 1] * model.diameter / (0.8 * c.image_height))
+        z = rng.uniform(z_min, max(z_min, c.depth_range[1]))
+        radius_px = 0.5 * K[0, 0] * model.diameter / z
+        margin = (1 - c.min_visible_fraction) * 2 * radius_px
+        u = rng.uniform(
+            min(radius_px - margin, c.image_width / 2),
+            max(c.image_width - radius_px + margin, c.image_width / 2),
+        )
+        v = rng.uniform(
+            min(radius_px - margin, c.image_height / 2),
+            max(c.image_height - radius_px + margin, c.image_height / 2),
+        )
+        T = np.eye(4)
+        T[:3, :3] = _random_rotation(rng)
+        T[:3, 3] = [(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z]
+        return T
+
+    def perturb(
+        self, rng: np.random.Generator, T_gt: np.ndarray, scale: float = 1.0
+    ) -> np.ndarray:
+        """DeepIM noise: Euler angles ~ N(0, 15°) per axis (camera frame, rejected above 45°), and
+        translation ~ N(0, (1, 1, 5) cm), all times `scale`."""
+        c = self.cfg
+        for _ in range(100):
+            angles = rng.normal(0.0, math.radians(c.rot_noise_deg) * scale, size=3)
+            R_delta = _euler_xyz(angles)
+            if _angle_deg(R_delta) <= c.max_rot_noise_deg:
+                break
+        T = np.eye(4)
+        T[:3, :3] = R_delta @ T_gt[:3, :3]
+        T[:3, 3] = T_gt[:3, 3] + rng.normal(0.0, 1.0, size=3) * np.asarray(c.trans_noise) * scale
+        T[2, 3] = max(T[2, 3], 0.5 * T_gt[2, 3])  # never behind the camera
+        return T
+
+    # -- observations ---------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        rng: np.random.Generator,
+        model: ObjectModel,
+        T_gt: np.ndarray,
+        view: _View,
+        difficulty: float = 1.0,
+    ) -> tuple[np.ndarray, float]:
+        """Renders a realistic observation of `model` at `T_gt` into `view`.
+
+        Returns (image uint8 (h, w, 3), occlusion fraction of the object's silhouette).
+        """
+        c = self.cfg
+        light = _random_light(rng)
+        scene = [(model, T_gt)]
+        n_clutter = int(
+            rng.integers(c.clutter_objects[0], c.clutter_objects[1] + 1) * difficulty + 0.5
+        )
+        scene += [self._clutter(rng, model, T_gt) for _ in range(n_clutter)]
+        n_background = len(scene)
+        occluded = rng.uniform() < c.occluder_probability * difficulty
+        if occluded:
+            scene += [self._occluder(rng, model, T_gt) for _ in range(int(rng.integers(1, 3)))]
+        out = self.renderer.render_scene(scene, view.K, view.width, view.height, light=light)
+        occlusion = 0.0  # clutter stays behind the object
+        if occluded:
+            full = self.renderer.render(model, T_gt, view.K, view.width, view.height)
+            occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+            if occlusion > c.max_occlusion:  # too much hidden: drop the occluders
+                scene = scene[:n_background]
+                out = self.renderer.render_scene(
+                    scene, view.K, view.width, view.height, light=light
+                )
+                occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+        background = _background(rng, view.width, view.height, difficulty)
+        image = np.where(out.mask[:, :, None], out.rgb.astype(np.float32), background)
+        image = _augment(rng, image, view.scale, c, difficulty)
+        return image, float(np.clip(occlusion, 0.0, 1.0))
+
+    def _clutter(self, rng: np.random.Generator, model: ObjectModel, T_gt: np.ndarray) -> tuple:
+        """A random shape behind or beside the object."""
+        shape = self.shapes[int(rng.integers(len(self.shapes)))]
+        T = np.eye(4)
+        T[:3, :3] = _random_rotation(rng)
+        offset = rng.normal(0.0, 1.0, size=3) * model.diameter
+        offset[2] = abs(offset[2]) + 0.5 * model.diameter
+        T[:3, 3] = T_gt[:3, 3] + offset
+        return _scaled(shape, model.diameter * rng.uniform(0.4, 1.2)), T
+
+    def _occluder(self, rng: np.random.Generator, model: ObjectModel, T_gt: np.ndarray) -> tuple:
+        """A random shape between the camera and the object, near its line of sight."""
+        shape = self.shapes[int(rng.integers(len(self.shapes)))]
+        T = np.eye(4)
+        T[:3, :3] = _random_rotation(rng)
+        z = T_gt[2, 3] * rng.uniform(0.55, 0.85)
+        centre = T_gt[:3, 3] / T_gt[2, 3] * z  # on the object's viewing ray
+        angle = rng.uniform(0, 2 * np.pi)
+        lateral = rng.uniform(0.25, 0.7) * model.diameter * z / T_gt[2, 3]
+        T[:3, 3] = centre + lateral * np.array([np.cos(angle), np.sin(angle), 0.0])
+        size = model.diameter * z / T_gt[2, 3] * rng.uniform(0.25, 0.6)
+        return _scaled(shape, size), T
+
+    # -- training and test samples ----------------------------------------------------------------------
+
+    def training_sample(self, seed: int, index: int, difficulty: float = 1.0) -> dict:
+        """One single-stage training sample (see module docstring).
+
+        `difficulty` in [0, 1] scales perturbations (from 0.3x) and clutter for a curriculum.
+        Returns numpy arrays: image, render (S, S, 3) uint8; T_gt, T_init, T_cur (4, 4); K (3, 3); zoom,
+        window_center (2,), window_half (the crop window of T_init); object_index; occlusion.
+        """
+        rng = np.random.default_rng([seed, index])
+        c = self.cfg
+        object_index = int(rng.integers(len(self.objects)))
+        model = self.objects[object_index]
+        K = self.sample_camera(rng)
+        T_gt = self.sample_pose(rng, model, K)
+        noise_scale = 0.3 + 0.7 * difficulty
+        T_init = self.perturb(rng, T_gt, noise_scale)
+        window = compute_window(
+            K, T_init, model.hull_vertices, scale=CROP_SCALE, size_px=c.crop_size
+        )
+        view = self._crop_view(K, window)
+        image, occlusion = self.observe(rng, model, T_gt, view, difficulty)
+        image[_outside_camera_mask(view)] = 0  # as a crop of the camera image would have
+        crop = crop_image(image, _view_window(window, view))
+        if rng.uniform() < c.later_stage_probability:
+            T_cur = self.perturb(rng, T_gt, noise_scale * rng.uniform(*c.later_stage_scale))
+        else:
+            T_cur = T_init
+        K_crop = crop_intrinsics(K, window)
+        render = self.renderer.render(model, T_cur, K_crop, c.crop_size, c.crop_size).rgb
+        return {
+            "image": np.clip(np.rint(crop), 0, 255).astype(np.uint8),
+            "render": render,
+            "T_gt": T_gt,
+            "T_init": T_init,
+            "T_cur": T_cur,
+            "K": K,
+            "zoom": window.zoom,
+            "window_center": np.asarray(window.center_px),
+            "window_half": window.half_size_px,
+            "object_index": object_index,
+            "occlusion": occlusion,
+        }
+
+    def test_scene(self, seed: int, index: int, object_index: int | None = None) -> TestScene:
+        """A full camera image with one object at full difficulty and a DeepIM-perturbed initial pose."""
+        rng = np.random.default_rng([seed, index, 1])
+        if object_index is None:
+            object_index = int(rng.integers(len(self.objects)))
+        model = self.objects[object_index]
+        K = self.sample_camera(rng)
+        T_gt = self.sample_pose(rng, model, K)
+        T_init = self.perturb(rng, T_gt, 1.0)
+        c = self.cfg
+        view = _View(K=K, width=c.image_width, height=c.image_height,
+                     full_size=(c.image_width, c.image_height))  # fmt: skip
+        image, occlusion = self.observe(rng, model, T_gt, view)
+        return TestScene(
+            image=np.clip(np.rint(image), 0, 255).astype(np.uint8),
+            K=K,
+            object_index=object_index,
+            T_gt=T_gt,
+            T_init=T_init,
+            occlusion=occlusion,
+        )
+
+    def _crop_view(self, K: np.ndarray, window: CropWindow) -> _View:
+        """The part of the camera image under `window`, at the crop's sampling density (never finer
+        than the camera's own pixels): what crop_image will resample."""
+        c = self.cfg
+        scale = min(1.0, window.zoom)
+        h = window.half_size_px
+        u0 = math.floor(window.center_px[0] - h) - 1
+        v0 = math.floor(window.center_px[1] - h) - 1
+        side = math.ceil((2 * h + 3) * scale)
+        A = np.array([[scale, 0, -scale * u0], [0, scale, -scale * v0], [0, 0, 1.0]])
+        view = _View(
+            K=A @ K, width=side, height=side, scale=scale, origin_px=(u0, v0),
+            full_size=(c.image_width, c.image_height),
+        )  # fmt: skip
+        return view
+
+
+def _view_window(window: CropWindow, view: _View) -> CropWindow:
+    """The crop window in view pixels."""
+    s = view.scale
+    centre = (
+        s * (window.center_px[0] - view.origin_px[0]),
+        s * (window.center_px[1] - view.origin_px[1]),
+    )
+    return CropWindow(
+        center_px=centre, half_size_px=window.half_size_px * s, size_px=window.size_px
+    )
+
+
+def _outside_camera_mask(view: _View) -> np.ndarray:
+    """(h, w) True for view pixels whose centre lies outside the camera image."""
+    s = view.scale
+    u = np.arange(view.width) / s + view.origin_px[0]
+    v = np.arange(view.height) / s + view.origin_px[1]
+    width, height = view.full_size
+    return ((v < -0.5) | (v > height - 0.5))[:, None] | ((u < -0.5) | (u > width - 0.5))[None, :]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Helpers: rotations, shapes, lights, backgrounds, augmentation.
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])  # fmt: skip
+
+
+def _euler_xyz(angles: np.ndarray) -> np.ndarray:
+    return (
+        axis_angle_to_matrix([0, 0, angles[2]])
+        @ axis_angle_to_matrix([0, angles[1], 0])
+        @ axis_angle_to_matrix([angles[0], 0, 0])
+    )
+
+
+def _angle_deg(R: np.ndarray) -> float:
+    return math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
+
+
+def _procedural_shapes() -> list[ObjectModel]:
+    """Unit-size occluder and clutter shapes with colourful vertex patterns."""
+    import trimesh
+
+    rng = np.random.default_rng(1234)
+    meshes = [
+        trimesh.creation.box(extents=(1.0, 0.6, 0.4)),
+        trimesh.creation.cylinder(radius=0.3, height=1.0, sections=24),
+        trimesh.creation.icosphere(subdivisions=2, radius=0.5),
+        trimesh.creation.capsule(height=0.6, radius=0.25, count=[12, 12]),
+        trimesh.creation.box(extents=(1.0, 0.15, 0.15)),
+        trimesh.creation.annulus(r_min=0.25, r_max=0.5, height=0.2, sections=24),
+    ]
+    shapes = []
+    for i, mesh in enumerate(meshes):
+        vertices, faces = trimesh.remesh.subdivide_to_size(
+            mesh.vertices, mesh.faces, max_edge=0.08
+        )
+        base = rng.uniform(0.1, 0.95, size=3)
+        other = rng.uniform(0.1, 0.95, size=3)
+        stripes = (np.sin(vertices @ rng.normal(size=3) * 12) > 0)[:, None]
+        colors = np.where(stripes, base, other)
+        shapes.append(model_from_arrays(vertices * 0.1, faces, colors, name=f"shape{i}"))
+    return shapes
+
+
+def _scaled(model: ObjectModel, diameter: float) -> ObjectModel:
+    """The same shape scaled to about `diameter` (10 % steps, cached to bound GPU uploads)."""
+    factor = round(diameter / model.diameter, 1)
+    key = (id(model), factor)
+    cached = _SCALED_CACHE.get(key)
+    if cached is None:
+        cached = _SCALED_CACHE[key] = dataclasses.replace(
+            model,
+            vertices=model.vertices * np.float32(factor),
+            diameter=model.diameter * factor,
+            points=model.points * factor,
+            hull_vertices=model.hull_vertices * factor,
+        )
+    return cached
+
+
+_SCALED_CACHE: dict[tuple[int, float], ObjectModel] = {}
+
+
+def _random_light(rng: np.random.Generator) -> Light:
+    direction = rng.normal(size=3)
+    direction[2] = -abs(direction[2]) - 0.3  # from the camera's side of the scene
+    tint = rng.uniform(0.85, 1.15, size=3)
+    return Light(
+        direction_cam=tuple(direction),
+        ambient=rng.uniform(0.2, 0.6),
+        diffuse=rng.uniform(0.3, 0.9),
+        specular=rng.uniform(0.0, 0.5),
+        shininess=rng.uniform(4.0, 64.0),
+        color=tuple(tint / tint.max()),
+    )
+
+
+def _background(
+    rng: np.random.Generator, width: int, height: int, difficulty: float
+) -> np.ndarray:
+    """(h, w, 3) float32 0..255: a smooth colour field, textures and random shapes."""
+    cells = int(rng.integers(2, 9))
+    field = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
+    image = Image.fromarray(field).resize((width, height), Image.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(0, 4 + 8 * difficulty))):
+        x0, x1 = sorted(rng.uniform(-0.2, 1.2, size=2) * width)
+        y0, y1 = sorted(rng.uniform(-0.2, 1.2, size=2) * height)
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        if rng.uniform() < 0.5:
+            draw.rectangle([x0, y0, x1, y1], fill=color)
+        else:
+            draw.ellipse([x0, y0, x1, y1], fill=color)
+    out = np.asarray(image, dtype=np.float32)
+    if rng.uniform() < 0.5:  # a stripe or checker texture
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(4, 40)
+        pattern = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period) > 0
+        if rng.uniform() < 0.5:
+            pattern ^= np.sin((-xx * np.sin(angle) + yy * np.cos(angle)) * 2 * np.pi / period) > 0
+        color = rng.uniform(0, 255, size=3).astype(np.float32)
+        alpha = rng.uniform(0.2, 0.7)
+        out = np.where(pattern[:, :, None], out * (1 - alpha) + color * alpha, out)
+    return out + rng.normal(0, rng.uniform(0, 10), size=out.shape).astype(np.float32)
+
+
+def _augment(
+    rng: np.random.Generator, image: np.ndarray, scale: float, c: SynthConfig, difficulty: float
+) -> np.ndarray:
+    """Colour jitter, blur (camera pixels, converted by `scale`) and sensor noise, on float 0..255."""
+    gain = rng.uniform(0.9, 1.1, size=3) * rng.uniform(0.75, 1.25)
+    contrast = rng.uniform(0.75, 1.25)
+    mean = image.mean()
+    image = (image - mean) * contrast + mean
+    image = image * gain
+    if rng.uniform() < c.blur_probability:
+        sigma = rng.uniform(0.3, 1.2) * scale
+        if sigma > 0.25:
+            pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+            image = np.asarray(pil.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
+    sigma = rng.uniform(*c.noise_sigma) * difficulty
+    image = image + rng.normal(0, sigma, size=image.shape).astype(np.float32)
+    return np.clip(image, 0, 255)
