@@ -1,7 +1,7 @@
-"""The multi-stage spatial-attention refiner network (Stevšić & Hilliges, 3DV 2020), its pose update and losses.
+"""The multi-stage spatial-attention refiner network (Stevšić & Hilliges, 3DV 2020), pose update, losses.
 
-Read top-down: config, building blocks (dense layers and blocks), the U-DenseNet backbone, the attention heads,
-one stage, the multi-stage network, then the pose update and the losses. Paper facts are cited as
+Read top-down: config, building blocks (dense layers and blocks), the U-DenseNet backbone, the attention
+heads, one stage, the multi-stage network, then the pose update and the losses. Paper facts are cited as
 paper_facts.md §N; choices where the paper is silent (NOT FOUND there) are marked "ours".
 
 Shapes: B batch, S crop side (152), G = S / 4 feature grid side (38).
@@ -406,7 +406,7 @@ def update_targets(
     Returns xy_px (B, 2) crop pixels, dz (B,) paper units, and the rotation residual R_gt R^T as a
     rotation vector (B, 3), radians, camera frame.
     """
-    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    fx, fy = K[:, 0, 0], K[:, 1, 1]
     du = fx * (t_gt[:, 0] / t_gt[:, 2] - t[:, 0] / t[:, 2])
     dv = fy * (t_gt[:, 1] / t_gt[:, 2] - t[:, 1] / t[:, 2])
     xy_px = torch.stack([du, dv], dim=1) * zoom[:, None]
@@ -483,8 +483,8 @@ def direct_update_loss(
     """Smooth-L1 on normalised update outputs against the exact targets (`update_targets`), per sample (B,).
 
     Ours, for learnability (training_notes.md: a point loss alone did not start learning on a CPU budget).
-    The rotation term compares the quaternions' vector parts (about half the rotation vector); it is skipped for
-    symmetric objects, whose target rotation is ambiguous (their point loss is symmetry-aware).
+    The rotation term compares the quaternions' vector parts (about half the rotation vector); it is
+    skipped for symmetric objects, whose target rotation is ambiguous (their point loss is symmetry-aware).
     """
     xy = F.smooth_l1_loss(
         out.xy_px / scales.xy_px, xy_target / scales.xy_px, reduction="none"

@@ -2,7 +2,8 @@
 
     attn6d-train --config config/train_demo.yaml [--set key=value ...]
 
-The loop is in plain sight (nanoGPT style): config, data, model, optimiser, then `for batch in loader`. Two modes:
+The loop is in plain sight (nanoGPT style): config, data, model, optimiser, then `for batch in loader`.
+Two modes:
 
 - single-step (`unroll: false`, for `shared_stages` models): every sample is one refinement step from a pose
   drawn either at the initial noise or closer to the truth (stages 2-4), DeepIM-style. Renders come ready
@@ -276,7 +277,7 @@ def train(cfg: TrainConfig) -> Path:
     samples, step, best_acc, history = 0, 0, -1.0, []
     optimizer = make_optimizer(net, cfg)
     if last.is_file():
-        loaded, metadata, state = load_checkpoint(last)
+        loaded, _, state = load_checkpoint(last)
         if loaded.cfg != model_cfg:
             raise ValueError(f"{last} holds a different model config; use another out_dir")
         net.load_state_dict(loaded.state_dict())
@@ -318,7 +319,7 @@ def train(cfg: TrainConfig) -> Path:
         metadata = {
             "objects": {
                 i: {"diameter": models[i].diameter, "symmetric": models[i].symmetric} for i in ids
-            },  # fmt: skip
+            },
             "samples_seen": samples,
             "steps": step,
             "train_config": json.dumps(asdict(cfg)),
