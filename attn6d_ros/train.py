@@ -324,7 +324,7 @@ def train(cfg: TrainConfig) -> Path:
             "steps": step,
             "train_config": json.dumps(asdict(cfg)),
             "history": json.dumps(history[-50:]),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         state = None

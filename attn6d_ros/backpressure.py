@@ -1,0 +1,51 @@
+"""A latest-only slot between the executor thread (producer) and the inference worker (consumer).
+
+The executor puts every synchronized frame into the slot; a frame still waiting when a newer one arrives is
+replaced and counted as dropped. Memory is therefore bounded by one waiting frame plus the one being
+processed, however fast frames arrive, and the worker always refines the newest frame (ros_conventions.md
+§3.11).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """Holds at most one item; `put` replaces a waiting item, `take` blocks until there is one."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._has_item = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.dropped = 0  # items replaced before they were taken
+
+    def put(self, item: T) -> bool:
+        """Stores `item`; returns True when it replaced (dropped) a waiting one."""
+        with self._cond:
+            replaced = self._has_item
+            if replaced:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """The waiting item (removing it), or None after `timeout` seconds or once closed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout):
+                return None
+            if not self._has_item:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        """Wakes the consumer for good; later `take` calls return None at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

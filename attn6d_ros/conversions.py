@@ -1,0 +1,350 @@
+"""Pure conversions between ROS messages and the numpy arrays of the core (no node, no publishing).
+
+Images: `image_to_rgb` decodes sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, and their 16-bit forms)
+into (H, W, 3) uint8 RGB, honouring `step` (row padding) and `is_bigendian` (16-bit data). When cv_bridge is
+importable it does the pixel conversion (`USING_CV_BRIDGE`); the numpy code here is the fallback for
+installations without it (PyPI wheels). Either way the checks below run first, so both paths accept and reject
+the same messages, with errors that name the field and its value.
+
+Camera: `camera_intrinsics` turns sensor_msgs/CameraInfo into the K of the image actually received (binning
+and region of interest applied), after checking it against the image size.
+
+Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres, quaternions x, y, z, w filled by field name.
+Errors are ValueError messages naming the message field (``detections[2].results[0].pose.pose.orientation``)
+and the offending value, so that a node can log them and report them in refined/details unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attn6d_ros.geometry import check_intrinsics, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+
+try:  # cv_bridge is the ROS way; PyPI ROS wheels do not have it (environment.md §5)
+    from cv_bridge import CvBridge
+
+    _BRIDGE = CvBridge()
+    USING_CV_BRIDGE = True
+except ImportError:  # pragma: no cover - depends on the installation
+    _BRIDGE = None
+    USING_CV_BRIDGE = False
+
+# encoding -> (channels, bytes per channel, channel order)
+ENCODINGS: dict[str, tuple[int, int, str]] = {
+    "rgb8": (3, 1, "rgb"),
+    "bgr8": (3, 1, "bgr"),
+    "rgba8": (4, 1, "rgb"),
+    "bgra8": (4, 1, "bgr"),
+    "mono8": (1, 1, "mono"),
+    "rgb16": (3, 2, "rgb"),
+    "bgr16": (3, 2, "bgr"),
+    "rgba16": (4, 2, "rgb"),
+    "bgra16": (4, 2, "bgr"),
+    "mono16": (1, 2, "mono"),
+}
+
+
+# -- images -------------------------------------------------------------------------------------------------
+
+
+def check_image_message(msg: Any) -> tuple[int, int, int, int]:
+    """Checks an Image's encoding, size, step and data length; returns (width, height, channels, bytes).
+
+    Raises:
+        ValueError: naming the field (image.encoding, image.step, ...) and its value.
+    """
+    encoding = msg.encoding
+    if encoding not in ENCODINGS:
+        raise ValueError(
+            f"image.encoding {encoding!r} is not supported; expected one of {sorted(ENCODINGS)}"
+        )
+    channels, depth, _ = ENCODINGS[encoding]
+    width, height = int(msg.width), int(msg.height)
+    if width < 2 or height < 2:
+        raise ValueError(f"image.width x image.height is {width}x{height}; expected at least 2x2")
+    row_bytes = width * channels * depth
+    if msg.step < row_bytes:
+        raise ValueError(
+            f"image.step {msg.step} is smaller than width x channels x bytes = {row_bytes} "
+            f"({width} px of {encoding})"
+        )
+    if len(msg.data) < msg.step * height:
+        raise ValueError(
+            f"image.data has {len(msg.data)} bytes; step x height = {msg.step} x {height} = "
+            f"{msg.step * height} expected"
+        )
+    return width, height, channels, depth
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Decodes a sensor_msgs/Image into (H, W, 3) uint8 RGB.
+
+    Alpha is dropped, mono is replicated to three channels, 16-bit values are scaled to 8 bits (v / 257,
+    rounded, as cv_bridge does). The result never shares memory with the message.
+
+    Raises:
+        ValueError: unsupported encoding, or size, step and data length that do not fit (names the field).
+    """
+    width, height, channels, depth = check_image_message(msg)
+    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
+        return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+    return _decode_numpy(msg, width, height, channels, depth)
+
+
+def _decode_numpy(msg: Any, width: int, height: int, channels: int, depth: int) -> np.ndarray:
+    buffer = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * height)
+    rows = buffer.reshape(height, msg.step)[:, : width * channels * depth]  # drops the row padding
+    if depth == 2:
+        dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
+        values = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+        pixels = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    else:
+        pixels = rows.reshape(height, width, channels)
+    order = ENCODINGS[msg.encoding][2]
+    if order == "mono":
+        return np.repeat(pixels, 3, axis=2)
+    rgb = pixels[:, :, :3]
+    if order == "bgr":
+        rgb = rgb[:, :, ::-1]
+    return np.array(
+        rgb, order="C", copy=True
+    )  # never a view of msg.data (rclpy's array is writable)
+
+
+def rgb_to_image(rgb_u8: np.ndarray, header: Any) -> Any:
+    """Encodes (H, W, 3) uint8 RGB as an rgb8 sensor_msgs/Image carrying `header`."""
+    from sensor_msgs.msg import Image
+
+    rgb = np.ascontiguousarray(rgb_u8)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
+    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
+        return _BRIDGE.cv2_to_imgmsg(rgb, encoding="rgb8", header=header)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = int(rgb.shape[1] * 3)
+    msg.data = rgb.tobytes()
+    return msg
+
+
+# -- camera -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """K of the received image and what the node should warn about once.
+
+    Attributes:
+        K: (3, 3) float64 pinhole matrix of the image as received (binning and ROI applied).
+        distorted: camera_info.d has a non-zero coefficient (rectified images are expected).
+        size_unchecked: camera_info.width and height are 0, so the image size could not be checked.
+    """
+
+    K: np.ndarray
+    distorted: bool
+    size_unchecked: bool
+
+
+def camera_intrinsics(info: Any, image_width: int, image_height: int) -> CameraIntrinsics:
+    """Checks a sensor_msgs/CameraInfo against an image of the given size and returns its intrinsics.
+
+    CameraInfo describes the full sensor; an image with binning and a region of interest is smaller, and its K
+    is ``fx / bx, (cx - roi.x_offset) / bx`` (likewise in y), as sensor_msgs/CameraInfo documents.
+
+    Raises:
+        ValueError: K all zeros, non-finite or not a pinhole matrix; an image size that differs from the one
+            camera_info implies. Messages name the field (camera_info.k, camera_info.width) and the values.
+    """
+    k = np.asarray(info.k, dtype=np.float64)
+    if k.shape != (9,):
+        raise ValueError(f"camera_info.k must have 9 entries, got {k.size}")
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"camera_info.k has non-finite entries: {k.tolist()}")
+    if not np.any(k):
+        raise ValueError(
+            "camera_info.k is all zeros (an uncalibrated camera?): "
+            "expected [fx, 0, cx, 0, fy, cy, 0, 0, 1]"
+        )
+    K = check_intrinsics(k.reshape(3, 3), name="camera_info.k").copy()
+    bx, by = max(int(info.binning_x), 1), max(int(info.binning_y), 1)
+    roi = info.roi
+    use_roi = roi.width > 0 and roi.height > 0
+    if use_roi:
+        K[0, 2] -= roi.x_offset
+        K[1, 2] -= roi.y_offset
+    K[0, :] /= bx
+    K[1, :] /= by
+    size_unchecked = info.width == 0 and info.height == 0
+    if not size_unchecked:
+        full_w, full_h = (roi.width, roi.height) if use_roi else (info.width, info.height)
+        expected = (full_w // bx, full_h // by)
+        if (image_width, image_height) != expected:
+            detail = ""
+            if use_roi or bx > 1 or by > 1:
+                detail = f" (roi {roi.width}x{roi.height}, binning {bx}x{by})"
+            raise ValueError(
+                f"image is {image_width}x{image_height} but camera_info.width x height is "
+                f"{info.width}x{info.height}{detail}, i.e. {expected[0]}x{expected[1]} expected"
+            )
+    distorted = bool(np.any(np.asarray(info.d, dtype=np.float64) != 0.0))
+    return CameraIntrinsics(K=K, distorted=distorted, size_unchecked=size_unchecked)
+
+
+# -- poses --------------------------------------------------------------------------------------------------
+
+
+def pose_to_matrix(pose: Any, name: str = "pose") -> np.ndarray:
+    """geometry_msgs/Pose -> 4x4 float64 T (the quaternion is normalised).
+
+    Raises:
+        ValueError: non-finite position, or a non-finite or zero-norm orientation; names ``name.position`` or
+            ``name.orientation`` and the value.
+    """
+    p = pose.position
+    t = np.array([p.x, p.y, p.z], dtype=np.float64)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{name}.position has non-finite components: {t.tolist()}")
+    q = pose.orientation
+    q_xyzw = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    T = np.eye(4)
+    T[:3, :3] = quat_xyzw_to_matrix(q_xyzw, name=f"{name}.orientation (x, y, z, w)")
+    T[:3, 3] = t
+    return T
+
+
+def matrix_to_pose(T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Pose (unit quaternion with w >= 0)."""
+    from geometry_msgs.msg import Pose
+
+    pose = Pose()
+    _fill_point(pose.position, T[:3, 3])
+    _fill_quaternion(pose.orientation, T[:3, :3])
+    return pose
+
+
+def matrix_to_transform(T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Transform."""
+    from geometry_msgs.msg import Transform
+
+    transform = Transform()
+    _fill_point(transform.translation, T[:3, 3])
+    _fill_quaternion(transform.rotation, T[:3, :3])
+    return transform
+
+
+def _fill_point(target: Any, t: np.ndarray) -> None:
+    target.x, target.y, target.z = (float(v) for v in t)
+
+
+def _fill_quaternion(target: Any, R: np.ndarray) -> None:
+    x, y, z, w = (float(v) for v in matrix_to_quat_xyzw(R))
+    target.x, target.y, target.z, target.w = x, y, z, w  # by field name: the order is x, y, z, w
+
+
+# -- detections ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoarseDetection:
+    """One Detection3D as the refiner needs it.
+
+    Attributes:
+        index: position in Detection3DArray.detections.
+        detection_id: Detection3D.id ('' when the detector set none).
+        class_id: results[0].hypothesis.class_id ('' when there is no result).
+        pose: results[0].pose.pose as received (for reporting the initial pose even when it is invalid).
+        T_init: (4, 4) coarse pose, or None when `error` is set.
+        error: why this detection cannot be refined, naming the field and the value; None when fine.
+    """
+
+    index: int
+    detection_id: str
+    class_id: str
+    pose: Any
+    T_init: np.ndarray | None
+    error: str | None = None
+
+
+def parse_detections(
+    msg: Any, known_classes: set[str] | list[str], image_frame: str
+) -> list[CoarseDetection]:
+    """Parses a vision_msgs/Detection3DArray; every detection comes back, bad ones with `error` set.
+
+    The class id comes from results[0].hypothesis.class_id and the coarse pose from results[0].pose.pose; the
+    pose must be in the image's optical frame, so a header frame_id that is set and differs from
+    `image_frame` is an error (an empty frame_id is accepted: many detectors leave it unset).
+    """
+    known = set(known_classes)
+    array_frame = msg.header.frame_id
+    frame_error = None
+    if array_frame and image_frame and array_frame != image_frame:
+        frame_error = (
+            f"detections.header.frame_id {array_frame!r} differs from image.header.frame_id "
+            f"{image_frame!r}: coarse poses must be in the image's optical frame"
+        )
+    parsed = []
+    for i, detection in enumerate(msg.detections):
+        where = f"detections[{i}]"
+        if not detection.results:
+            error = f"{where}.results is empty: no class id and no pose"
+            parsed.append(CoarseDetection(i, detection.id, "", None, None, error))
+            continue
+        result = detection.results[0]
+        class_id = result.hypothesis.class_id
+        pose = result.pose.pose
+        error = frame_error
+        own_frame = detection.header.frame_id
+        if error is None and own_frame and image_frame and own_frame != image_frame:
+            error = (
+                f"{where}.header.frame_id {own_frame!r} differs from image.header.frame_id "
+                f"{image_frame!r}: coarse poses must be in the image's optical frame"
+            )
+        if error is None and not class_id:
+            error = f"{where}.results[0].hypothesis.class_id is empty"
+        elif error is None and class_id not in known:
+            error = (
+                f"{where}.results[0].hypothesis.class_id {class_id!r} is not in the object table; "
+                f"known: {sorted(known)}"
+            )
+        T_init = None
+        if error is None:
+            try:
+                T_init = pose_to_matrix(pose, name=f"{where}.results[0].pose.pose")
+            except ValueError as exc:
+                error = str(exc)
+        parsed.append(CoarseDetection(i, detection.id, class_id, pose, T_init, error))
+    return parsed
+
+
+def instance_names(bases: list[str]) -> tuple[list[str], list[str]]:
+    """Unique per-frame names: each base (detection id, else class id) as is, further uses get _1, _2...
+
+    A suffixed name never collides with another detection's base name (``mug``, ``mug_1`` given as an id, and
+    another ``mug`` give ``mug``, ``mug_1``, ``mug_2``).
+
+    Returns:
+        (names, duplicates): the names in input order, and the bases that occurred more than once.
+    """
+    taken = set(bases)
+    used: set[str] = set()
+    names = []
+    duplicates = []
+    for base in bases:
+        if base not in used:
+            name = base
+        else:
+            if base not in duplicates:
+                duplicates.append(base)
+            k = 1
+            while f"{base}_{k}" in used or f"{base}_{k}" in taken:
+                k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names.append(name)
+    return names, duplicates

@@ -1,0 +1,862 @@
+"""The ROS 2 refinement node `attn6d_refiner`: synchronized image, camera_info and coarse detections in;
+refined poses, details, TF, an attention overlay and diagnostics out. The node is glue around `Refiner`
+(refiner.py).
+
+Topics (relative, remappable), every output stamped with the input image's header (stamp and frame_id):
+
+- in  ``image`` (sensor_msgs/Image), ``camera_info`` (sensor_msgs/CameraInfo), ``detections``
+  (vision_msgs/Detection3DArray: class id from results[0].hypothesis.class_id, coarse pose from
+  results[0].pose.pose, in the image's optical frame), approximately synchronized (sync.queue_size,
+  sync.slop).
+- out ``refined/detections`` (vision_msgs/Detection3DArray), ``refined/pose`` (geometry_msgs/PoseStamped, one
+  per refined object), ``refined/details`` (attn6d_ros/RefinementArray), ``/tf``, ``debug/attention_overlay``
+  (sensor_msgs/Image rgb8, drawn only while subscribed, at most overlay.max_rate_hz), ``/diagnostics``.
+- service ``~/reset_tracking`` (std_srvs/Trigger).
+
+What is published for a detection that is not refined: it is left out of refined/detections, refined/pose
+and TF (a coarse pose is never published as if refined), and refined/details reports it with `error` naming
+the field and the value. A refinement scoring below `min_score` is treated the same way; details carries its
+refined pose, score and the reason. A frame that cannot be used at all (bad image or camera_info) publishes
+only refined/details, with the frame's error on every detection.
+
+Threads: the executor thread runs the synchronizer, timers and the service, and only puts frames into a
+latest-only slot (backpressure.py); one worker thread owns the Refiner (its OpenGL context must stay on the
+thread that created it), refines the newest frame and publishes the results (publishing from another thread
+is fine in rclpy). Frames replaced in the slot while the worker is busy are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TransformStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+
+from attn6d_ros import conversions, sync, tf_publisher
+from attn6d_ros.backpressure import LatestSlot
+from attn6d_ros.conversions import CoarseDetection
+from attn6d_ros.msg import Refinement, RefinementArray
+from attn6d_ros.objects import read_object_table
+from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
+from attn6d_ros.paths import resolve_path
+from attn6d_ros.tracking import Track, Tracker
+
+try:
+    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+except ImportError as _exc:  # pragma: no cover - a broken installation
+    raise ImportError(
+        "attn6d_ros.node needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)"
+    ) from _exc
+
+NODE_NAME = "attn6d_refiner"
+_REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
+RATE_WINDOW_S = 5.0  # rates in /diagnostics are averaged over this many seconds
+LATENCY_SAMPLES = 100  # median latency over the last this many frames
+WARN_REPEAT_S = (
+    5.0  # a repeated per-frame warning is logged at most this often (per kind of problem)
+)
+# Parameters rclpy declares itself; anything else in the overrides that we do not declare is a typo.
+_ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (model, objects or device); the message says why."""
+
+
+@dataclass
+class _Frame:
+    image: Image
+    info: CameraInfo
+    detections: Detection3DArray
+    synced_at: float  # time.monotonic() when the synchronizer delivered it
+
+
+@dataclass
+class _Job:
+    """One object to refine in a frame (from a detection or a track)."""
+
+    instance_id: str
+    detection_id: str
+    class_id: str
+    initial_pose: Any  # geometry_msgs/Pose as received (or the track's pose)
+    T_init: np.ndarray | None
+    error: str | None
+    source: str  # where it came from, for messages: "detections[3]" or "track 'mug'"
+
+
+class _Stats:
+    """Counters and sliding windows for /diagnostics; written by both threads, read by the timer."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, deque] = {
+            k: deque(maxlen=2000)
+            for k in ("image", "camera_info", "detections", "synced", "processed")
+        }
+        self.latency_ms: deque = deque(maxlen=LATENCY_SAMPLES)
+        self.compute_ms: deque = deque(maxlen=LATENCY_SAMPLES)
+        self.counts = {
+            "synced": 0,
+            "processed": 0,
+            "rejected_frames": 0,
+            "failed_detections": 0,
+            "below_min_score": 0,
+            "internal_errors": 0,
+        }
+
+    def arrived(self, kind: str, now: float) -> None:
+        with self.lock:
+            self.arrivals[kind].append(now)
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[key] += n
+
+    def rate(self, kind: str, now: float) -> float:
+        with self.lock:
+            times = self.arrivals[kind]
+            return sum(1 for t in times if now - t <= RATE_WINDOW_S) / RATE_WINDOW_S
+
+
+class RefineNode(Node):
+    """Refines coarse 6D poses from a detector (module docstring). Parameters: params.NodeConfig.
+
+    Raises (from the constructor):
+        ParameterError: a parameter value it cannot run with (names the parameter and the value).
+        FileNotFoundError: the checkpoint, object table or a mesh is missing.
+        StartupError: the model could not be loaded or warmed up on the requested device.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        try:
+            self._setup()
+        except BaseException:
+            self._stop_worker()
+            raise
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        log = self.get_logger()
+        self.config: NodeConfig = declare_parameters(self)
+        self._warn_unknown_parameters()
+        cfg = self.config
+        checkpoint = Path(resolve_path(cfg.checkpoint))
+        if not checkpoint.is_file():
+            raise ParameterError(
+                "checkpoint",
+                f"parameter 'checkpoint': file not found: {checkpoint} (from {cfg.checkpoint!r}); "
+                "train one with `make train-demo` or pass a path",
+            )
+        try:
+            self._object_specs = read_object_table(resolve_path(cfg.objects_file))
+        except (FileNotFoundError, ValueError) as exc:
+            raise ParameterError(
+                "objects_file", f"parameter 'objects_file' ({cfg.objects_file!r}): {exc}"
+            ) from exc
+
+        self._stats = _Stats()
+        self._slot: LatestSlot[_Frame] = LatestSlot()
+        self._tracker = Tracker()
+        self._warned: dict[str, float] = {}
+        self._warned_once: set[str] = set()
+        self._last_overlay = 0.0
+        self._seen_stamps: dict[str, deque] = {
+            k: deque(maxlen=3) for k in ("image", "camera_info", "detections")
+        }
+        self._last_seen: dict[str, float] = {}
+        self._last_sync = 0.0
+        self._sync_problem = ""
+        self._first_both = 0.0
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.device = "?"
+        self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
+        self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        # Outputs first: the worker publishes as soon as frames come.
+        self._pub_detections = self.create_publisher(Detection3DArray, "refined/detections", 10)
+        self._pub_pose = self.create_publisher(PoseStamped, "refined/pose", 10)
+        self._pub_details = self.create_publisher(RefinementArray, "refined/details", 10)
+        self._pub_overlay = self.create_publisher(Image, "debug/attention_overlay", 2)
+        self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._tf = tf_publisher.TransformBroadcaster(self)
+
+        self._worker = threading.Thread(
+            target=self._run_worker, args=(checkpoint,), name="attn6d_inference", daemon=True
+        )
+        self._worker.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            error = self._startup_error
+            if isinstance(error, ParameterError | FileNotFoundError):
+                raise error
+            raise StartupError(f"cannot load the refiner: {error}") from error
+
+        self.add_on_set_parameters_callback(self._check_stages)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._subscribe()
+        self.create_service(Trigger, "~/reset_tracking", self._reset_tracking)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        self.create_timer(0.5, self._check_sync)
+        log.info(
+            f"ready: device {self.device}, checkpoint {checkpoint}, objects "
+            f"{sorted(self._object_specs)}; {_fallbacks_text()}"
+        )
+        log.info(f"parameters: {cfg.as_parameters()}")
+
+    def _warn_unknown_parameters(self) -> None:
+        declared = set(self.config.as_parameters())
+        # rclpy keeps the values from YAML and -p here; it has no public accessor for them.
+        overrides = getattr(self, "_parameter_overrides", {})
+        unknown = sorted(
+            name for name in overrides
+            if name not in declared and not name.startswith(_ROS_OWN_PARAMETERS)
+        )  # fmt: skip
+        if unknown:
+            self.get_logger().warning(
+                f"ignoring unknown parameters {unknown} (typos?); known: {sorted(declared)}"
+            )
+
+    def _subscribe(self) -> None:
+        cfg = self.config
+        image_qos = _qos(cfg.image_reliability, cfg.image_depth)
+        detections_qos = _qos(cfg.detections_reliability, cfg.detections_depth)
+        inputs = []
+        for kind, msg_type, qos, parameter in (
+            ("image", Image, image_qos, "qos.image.reliability"),
+            ("camera_info", CameraInfo, image_qos, "qos.image.reliability"),
+            ("detections", Detection3DArray, detections_qos, "qos.detections.reliability"),
+        ):
+            events = SubscriptionEventCallbacks(
+                incompatible_qos=lambda info, k=kind, p=parameter: self._incompatible_qos(
+                    k, p, info
+                )
+            )
+            subscriber = sync.Subscriber(
+                self, msg_type, kind, qos_profile=qos, event_callbacks=events
+            )
+            subscriber.registerCallback(lambda msg, k=kind: self._on_input(k, msg))
+            inputs.append(subscriber)
+        self._inputs = inputs
+        self._synchronizer = sync.ApproximateTimeSynchronizer(
+            inputs, cfg.sync_queue_size, cfg.sync_slop
+        )
+        self._synchronizer.registerCallback(self._on_synced)
+        self.get_logger().info(
+            f"subscribed: {[s.sub.topic_name for s in inputs]}; image QoS {cfg.image_reliability} "
+            f"depth {cfg.image_depth}, detections QoS {cfg.detections_reliability} depth "
+            f"{cfg.detections_depth}; sync queue {cfg.sync_queue_size}, slop {cfg.sync_slop} s"
+        )
+
+    def _incompatible_qos(self, kind: str, parameter: str, info: Any) -> None:
+        self.get_logger().warning(
+            f"a publisher on {kind!r} offers a QoS incompatible with this subscription "
+            f"(policy {info.last_policy_kind}); nothing from it arrives. Check {parameter!r} "
+            f"(best_effort matches every publisher)"
+        )
+
+    # -- executor thread: inputs, parameters, service, timers ---------------------------------------
+
+    def _on_input(self, kind: str, msg: Any) -> None:
+        now = time.monotonic()
+        self._stats.arrived(kind, now)
+        self._last_seen[kind] = now
+        stamp = msg.header.stamp
+        self._seen_stamps[kind].append(f"{stamp.sec}.{stamp.nanosec:09d}")
+
+    def _on_synced(self, image: Image, info: CameraInfo, detections: Detection3DArray) -> None:
+        now = time.monotonic()
+        self._last_sync = now
+        self._stats.arrived("synced", now)
+        self._stats.add("synced")
+        self._slot.put(_Frame(image, info, detections, now))
+
+    def _check_stages(self, parameters: list) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == "stages":
+                reason = _stages_problem(parameter.value, *self._model_stages)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list) -> None:
+        ours = {p.name: p.value for p in parameters if p.name in self.config.as_parameters()}
+        if ours:
+            self.config = self.config.with_parameters(ours)
+            self.get_logger().info(f"parameters changed: {ours}")
+
+    def _reset_tracking(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        count = self._tracker.reset()
+        response.success = True
+        response.message = f"cleared {count} track(s)"
+        self.get_logger().info(f"reset_tracking: {response.message}")
+        return response
+
+    def _check_sync(self) -> None:
+        """Warns when images and detections both arrive but never synchronize, naming the stamps seen."""
+        now = time.monotonic()
+        warn_after = self.config.sync_warn_after_s
+        recent = {k: now - t <= warn_after for k, t in self._last_seen.items()}
+        if not (recent.get("image") and recent.get("detections")):
+            self._first_both = 0.0
+            self._sync_problem = ""
+            return
+        if not self._first_both:
+            self._first_both = now
+        waiting_since = max(self._first_both, self._last_sync)
+        if now - waiting_since < warn_after:
+            self._sync_problem = ""
+            return
+        stamps = {k: list(v) for k, v in self._seen_stamps.items()}
+        missing = "" if recent.get("camera_info") else " No camera_info arrives: it is needed too."
+        self._sync_problem = (
+            f"no synchronized frame for {now - waiting_since:.1f} s although images and detections arrive "
+            f"(sync.slop {self.config.sync_slop} s). Latest stamps: image {stamps['image']}, camera_info "
+            f"{stamps['camera_info']}, detections {stamps['detections']}; the detector must copy the "
+            f"image header's stamp.{missing}"
+        )
+        self._warn("sync", self._sync_problem, repeat_s=warn_after)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        stats = self._stats
+        with stats.lock:
+            counts = dict(stats.counts)
+            latency = statistics.median(stats.latency_ms) if stats.latency_ms else float("nan")
+            compute = statistics.median(stats.compute_ms) if stats.compute_ms else float("nan")
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: pose refinement"
+        status.hardware_id = self.device
+        worker_alive = self._worker is not None and self._worker.is_alive()
+        if not worker_alive:
+            status.level, status.message = DiagnosticStatus.ERROR, "inference worker stopped"
+        elif self._sync_problem:
+            status.level, status.message = DiagnosticStatus.WARN, self._sync_problem
+        elif counts["internal_errors"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = (
+                f"{counts['internal_errors']} frame(s) failed with an internal error (see log)"
+            )
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        values = {
+            "input rate image (Hz)": f"{stats.rate('image', now):.2f}",
+            "input rate camera_info (Hz)": f"{stats.rate('camera_info', now):.2f}",
+            "input rate detections (Hz)": f"{stats.rate('detections', now):.2f}",
+            "synchronized rate (Hz)": f"{stats.rate('synced', now):.2f}",
+            "processed rate (Hz)": f"{stats.rate('processed', now):.2f}",
+            "synchronized frames": str(counts["synced"]),
+            "processed frames": str(counts["processed"]),
+            "dropped frames": str(self._slot.dropped),
+            "rejected frames": str(counts["rejected_frames"]),
+            "failed detections": str(counts["failed_detections"]),
+            "below min_score": str(counts["below_min_score"]),
+            "internal errors": str(counts["internal_errors"]),
+            "median latency (ms)": f"{latency:.1f}",
+            "median compute (ms)": f"{compute:.1f}",
+            "device": self.device,
+            "tracks": str(len(self._tracker)),
+            "synchronizer": "message_filters" if sync.USING_MESSAGE_FILTERS else "fallback",
+            "tf broadcaster": "tf2_ros" if tf_publisher.USING_TF2_ROS else "fallback",
+            "image conversion": "cv_bridge" if conversions.USING_CV_BRIDGE else "numpy",
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._pub_diagnostics.publish(array)
+
+    # -- worker thread ------------------------------------------------------------------------------
+
+    def _run_worker(self, checkpoint: Path) -> None:
+        try:
+            refiner = self._load_refiner(checkpoint)
+        except (
+            BaseException
+        ) as exc:  # any failure must reach __init__, which exits non-zero with it
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stopping.is_set():
+                frame = self._slot.take(timeout=0.5)
+                if frame is None:
+                    continue
+                try:
+                    self._process(refiner, frame)
+                except (
+                    Exception
+                ):  # keep serving frames; the failure is logged and counted in /diagnostics
+                    self._stats.add("internal_errors")
+                    self.get_logger().error(
+                        f"internal error on a frame:\n{traceback.format_exc()}"
+                    )
+        finally:
+            refiner.renderer.close()
+
+    def _load_refiner(self, checkpoint: Path) -> Any:
+        # PyTorch is imported here, after parameters and files were checked: start-up errors show in < 1 s.
+        import torch
+
+        from attn6d_ros.refiner import Refiner, resolve_device
+
+        cfg = self.config
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+        try:
+            device = resolve_device(cfg.device)
+        except ValueError as exc:
+            raise ParameterError("device", f"parameter 'device': {exc}") from exc
+        if cfg.device == "auto":
+            self.get_logger().info(f"device 'auto' -> {device}")
+        refiner = Refiner.from_checkpoint(checkpoint, device=str(device))
+        self.device = str(device)
+        if device.type == "cuda":
+            self.device += f" ({torch.cuda.get_device_name(device)})"
+        for object_id, spec in self._object_specs.items():
+            model = spec.load()
+            refiner.add_object(object_id, model)
+            bounds = model.bounds
+            self._boxes[object_id] = ((bounds[0] + bounds[1]) / 2.0, bounds[1] - bounds[0])
+        self._model_stages = (refiner.cfg.num_stages, refiner.cfg.shared_stages)
+        problem = _stages_problem(cfg.stages, *self._model_stages)
+        if problem:
+            raise ParameterError("stages", problem)
+        if cfg.warmup:
+            tic = time.perf_counter()
+            _warm_up(refiner, cfg.stages or None)
+            self.get_logger().info(
+                f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {self.device} "
+                f"({refiner.renderer.describe()})"
+            )
+        return refiner
+
+    def _process(self, refiner: Any, frame: _Frame) -> None:
+        cfg = self.config
+        header = frame.image.header
+        stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+        frame_error, rgb, K = self._decode(frame)
+        detections = conversions.parse_detections(
+            frame.detections, refiner.object_ids, header.frame_id
+        )
+        tracked = False
+        if not detections and cfg.tracking_enabled:
+            jobs = self._tracked_jobs(stamp_s, cfg)
+            tracked = bool(jobs)
+        else:
+            jobs = self._detection_jobs(detections)
+        if frame_error:
+            for job in jobs:
+                own = f"; {job.error}" if job.error else ""
+                job.error = f"frame rejected: {frame_error}{own}"
+        results = {}
+        compute_ms = 0.0
+        refinable = [i for i, job in enumerate(jobs) if job.error is None]
+        if refinable:
+            try:
+                out = refiner.refine(
+                    rgb,
+                    K,
+                    [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
+                    stages=cfg.stages or None,
+                )
+                results = dict(zip(refinable, out, strict=True))
+                compute_ms = out[0].elapsed_ms
+            except (
+                ValueError
+            ) as exc:  # the image or K as a whole (already checked above), or stages
+                for i in refinable:
+                    jobs[i].error = f"frame rejected: {exc}"
+        published = self._publish(frame, jobs, results, cfg, frame_error is not None, compute_ms)
+        if (
+            frame_error is None
+        ):  # a broken frame says nothing about the objects: tracks stay as they are
+            self._update_tracks(jobs, results, published, tracked, stamp_s, cfg)
+        if rgb is not None and K is not None:
+            self._maybe_overlay(refiner, frame, rgb, K, jobs, results, published, cfg)
+        now = time.monotonic()
+        self._stats.arrived("processed", now)
+        self._stats.add("processed")
+        if frame_error:
+            self._stats.add("rejected_frames")
+
+    def _decode(self, frame: _Frame) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+        """(error or None, rgb, K); warns about distortion and frame ids once or throttled."""
+        image, info = frame.image, frame.info
+        try:
+            rgb = conversions.image_to_rgb(image)
+            intrinsics = conversions.camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
+        except ValueError as exc:
+            self._warn(f"frame:{str(exc)[:40]}", f"frame {_stamp_text(image)} rejected: {exc}")
+            return str(exc), None, None
+        if intrinsics.distorted:
+            self._warn_once(
+                "distortion",
+                f"camera_info.d is non-zero ({list(info.d)}): images are expected rectified; poses from "
+                "a distorted image are biased towards its borders (use image_proc's rectify node)",
+            )
+        if intrinsics.size_unchecked:
+            self._warn_once(
+                "size", "camera_info.width and height are 0: the image size cannot be checked"
+            )
+        if image.header.frame_id != info.header.frame_id:
+            self._warn(
+                "frame_ids",
+                f"image.header.frame_id {image.header.frame_id!r} differs from camera_info.header.frame_id "
+                f"{info.header.frame_id!r}; outputs use the image's",
+            )
+        return None, rgb, intrinsics.K
+
+    def _detection_jobs(self, detections: list[CoarseDetection]) -> list[_Job]:
+        bases = [d.detection_id or d.class_id or f"detection_{d.index}" for d in detections]
+        names, _ = conversions.instance_names(bases)
+        ids = [d.detection_id for d in detections if d.detection_id]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            self._warn(
+                "duplicate_ids",
+                f"detections carry duplicate ids {duplicates}; each is refined, and further ones are named "
+                f"<id>_1, <id>_2... in TF and refined/details: {names}",
+            )
+        jobs = []
+        for detection, name in zip(detections, names, strict=True):
+            if detection.error:
+                self._warn(
+                    f"det:{detection.error[:40]}", f"detection not refined: {detection.error}"
+                )
+            jobs.append(
+                _Job(
+                    name,
+                    detection.detection_id,
+                    detection.class_id,
+                    detection.pose,
+                    detection.T_init,
+                    detection.error,
+                    f"detections[{detection.index}]",
+                )
+            )
+        return jobs
+
+    def _tracked_jobs(self, stamp_s: float, cfg: NodeConfig) -> list[_Job]:
+        tracks = self._tracker.priors(stamp_s, cfg.tracking_max_age_s, cfg.tracking_min_score)
+        return [
+            _Job(
+                t.instance_id,
+                t.detection_id,
+                t.class_id,
+                conversions.matrix_to_pose(t.T),
+                t.T.copy(),
+                None,
+                f"track {t.instance_id!r}",
+            )
+            for t in tracks
+        ]
+
+    def _outcome(self, job: _Job, result: Any, cfg: NodeConfig) -> tuple[str | None, bool]:
+        """(error for refined/details or None, whether the refined pose is published)."""
+        if job.error is not None:
+            return job.error, False
+        if result.error is not None:
+            # The Refiner numbers detections within its own call; name the input's field instead.
+            reason = _REFINER_PREFIX.sub("", result.error)
+            return f"{job.source} ({job.class_id!r}): {reason}", False
+        if result.score < cfg.min_score:
+            return (
+                f"score {result.score:.3f} is below min_score {cfg.min_score}: not published as refined",
+                False,
+            )
+        return None, True
+
+    def _publish(
+        self,
+        frame: _Frame,
+        jobs: list[_Job],
+        results: dict[int, Any],
+        cfg: NodeConfig,
+        frame_rejected: bool,
+        compute_ms: float,
+    ) -> list[bool]:
+        header = frame.image.header
+        details = RefinementArray(header=header)
+        array = Detection3DArray(header=header)
+        poses, transforms, published = [], [], []
+        for i, job in enumerate(jobs):
+            result = results.get(i)
+            error, ok = (
+                self._outcome(job, result, cfg) if result is not None else (job.error, False)
+            )
+            published.append(ok)
+            refinement = Refinement(
+                object_id=job.class_id, instance_id=job.instance_id, error=error or ""
+            )
+            refinement.initial_pose = job.initial_pose
+            refinement.refined_pose = job.initial_pose
+            if result is not None:
+                refinement.score = float(result.score)
+                refinement.converged = bool(result.converged)
+                refinement.stage_poses = [
+                    conversions.matrix_to_pose(T) for T in result.stage_poses
+                ]
+                refinement.refined_pose = conversions.matrix_to_pose(result.T)
+            details.refinements.append(refinement)
+            if error is not None:
+                key = (
+                    "below_min_score" if result is not None and result.ok else "failed_detections"
+                )
+                self._stats.add(key)
+                if result is not None:
+                    self._warn(f"res:{key}", f"{job.instance_id} not published: {error}")
+                continue
+            array.detections.append(self._detection(header, job, result))
+            poses.append(PoseStamped(header=header, pose=conversions.matrix_to_pose(result.T)))
+            transform = TransformStamped(
+                header=header, child_frame_id=cfg.tf_prefix + job.instance_id
+            )
+            transform.transform = conversions.matrix_to_transform(result.T)
+            transforms.append(transform)
+        if not frame_rejected:
+            self._pub_detections.publish(array)
+            for pose in poses:
+                self._pub_pose.publish(pose)
+            if cfg.publish_tf and transforms:
+                if header.frame_id:
+                    self._tf.sendTransform(transforms)
+                else:
+                    self._warn(
+                        "tf_frame",
+                        "image.header.frame_id is empty: no TF published (no parent frame)",
+                    )
+        details.compute_ms = float(compute_ms)
+        latency_ms = (self.get_clock().now().nanoseconds - _stamp_ns(header)) / 1e6
+        details.latency_ms = float(latency_ms)
+        self._pub_details.publish(details)
+        with self._stats.lock:
+            self._stats.latency_ms.append(latency_ms)
+            if compute_ms:
+                self._stats.compute_ms.append(compute_ms)
+        return published
+
+    def _detection(self, header: Any, job: _Job, result: Any) -> Detection3D:
+        detection = Detection3D(header=header, id=job.detection_id)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = job.class_id
+        hypothesis.hypothesis.score = float(result.score)
+        hypothesis.pose.pose = conversions.matrix_to_pose(result.T)
+        detection.results = [hypothesis]
+        center_obj, extent = self._boxes[job.class_id]
+        T_box = result.T.copy()
+        T_box[:3, 3] = result.T[:3, :3] @ center_obj + result.T[:3, 3]  # box centre, mesh axes
+        detection.bbox.center = conversions.matrix_to_pose(T_box)
+        detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = (
+            float(v) for v in extent
+        )
+        return detection
+
+    def _update_tracks(
+        self,
+        jobs: list[_Job],
+        results: dict[int, Any],
+        published: list[bool],
+        tracked: bool,
+        stamp_s: float,
+        cfg: NodeConfig,
+    ) -> None:
+        if not cfg.tracking_enabled:
+            return
+        good = [
+            Track(
+                job.instance_id,
+                job.detection_id,
+                job.class_id,
+                results[i].T.copy(),
+                results[i].score,
+                stamp_s,
+            )
+            for i, job in enumerate(jobs)
+            if published[i]
+        ]
+        if tracked:
+            lost = [job.instance_id for i, job in enumerate(jobs) if not published[i]]
+            self._tracker.update(good, lost, cfg.tracking_min_score)
+        elif jobs:
+            self._tracker.replace(good, cfg.tracking_min_score)
+
+    def _maybe_overlay(
+        self,
+        refiner: Any,
+        frame: _Frame,
+        rgb: np.ndarray,
+        K: np.ndarray,
+        jobs: list[_Job],
+        results: dict[int, Any],
+        published: list[bool],
+        cfg: NodeConfig,
+    ) -> None:
+        if self._pub_overlay.get_subscription_count() == 0:
+            return
+        now = time.monotonic()
+        if (
+            cfg.overlay_max_rate_hz > 0
+            and now - self._last_overlay < 1.0 / cfg.overlay_max_rate_hz
+        ):
+            return
+        self._last_overlay = now
+        from attn6d_ros.overlay import OverlayItem, draw_overlay
+
+        items = []
+        for i, job in enumerate(jobs):
+            if job.class_id not in refiner.models:
+                continue
+            result = results.get(i)
+            error, _ = (
+                self._outcome(job, result, cfg) if result is not None else (job.error, False)
+            )
+            items.append(
+                OverlayItem(
+                    model=refiner.models[job.class_id],
+                    label=job.instance_id,
+                    T_init=job.T_init,
+                    T=result.T if published[i] else None,
+                    score=None if result is None else float(result.score),
+                    attention=None
+                    if result is None or result.attention is None
+                    else result.attention[-1],
+                    window=None if result is None else result.window,
+                    error=error,
+                )
+            )
+        overlay = draw_overlay(rgb, K, items)
+        self._pub_overlay.publish(conversions.rgb_to_image(overlay, frame.image.header))
+
+    # -- logging helpers ----------------------------------------------------------------------------
+
+    def _warn(self, key: str, message: str, repeat_s: float = WARN_REPEAT_S) -> None:
+        """A warning logged at most every `repeat_s` per `key` (rclpy throttles per call site only)."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= repeat_s:
+            if len(self._warned) > 500:
+                self._warned.clear()
+            self._warned[key] = now
+            self.get_logger().warning(message)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned_once:
+            self._warned_once.add(key)
+            self.get_logger().warning(message)
+
+    # -- shutdown -----------------------------------------------------------------------------------
+
+    def _stop_worker(self) -> None:
+        self._stopping.set()
+        if hasattr(self, "_slot"):
+            self._slot.close()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+
+def _fallbacks_text() -> str:
+    """Which implementation of each optional ROS package is in use (README, "Fallbacks")."""
+    return (
+        "synchronizer "
+        + ("message_filters" if sync.USING_MESSAGE_FILTERS else "fallback (attn6d_ros.sync)")
+        + ", TF broadcaster "
+        + ("tf2_ros" if tf_publisher.USING_TF2_ROS else "fallback (attn6d_ros.tf_publisher)")
+        + ", image conversion "
+        + ("cv_bridge" if conversions.USING_CV_BRIDGE else "numpy (attn6d_ros.conversions)")
+    )
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(
+        depth=depth,
+        history=HistoryPolicy.KEEP_LAST,
+        durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy.RELIABLE
+        if reliability == "reliable"
+        else ReliabilityPolicy.BEST_EFFORT,
+    )
+
+
+def _stages_problem(stages: int, num_stages: int, shared: bool) -> str | None:
+    if stages > num_stages and not shared:
+        return (
+            f"parameter 'stages' is {stages} but the checkpoint's model has {num_stages} stages without "
+            f"weight sharing: use 0 (the model's own) to {num_stages}"
+        )
+    return None
+
+
+def _stamp_ns(header: Any) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def _stamp_text(image: Image) -> str:
+    return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
+
+
+def _warm_up(refiner: Any, stages: int | None) -> None:
+    """One refinement of every object on a synthetic 640x480 frame: GL context, mesh uploads, kernels."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
+    detections = []
+    for object_id in refiner.object_ids:
+        T = np.eye(4)
+        T[2, 3] = max(0.3, 3.0 * refiner.models[object_id].diameter)  # about a third of the image
+        detections.append((object_id, T))
+    refiner.refine(image, K, detections, stages=stages)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Runs the node until Ctrl-C or shutdown; returns 1 when it cannot start (the log line says why)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = RefineNode()
+        except (ParameterError, FileNotFoundError, StartupError) as exc:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

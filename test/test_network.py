@@ -1,0 +1,184 @@
+"""The paper's network: size, attention maps, the pose update (hand-computed cases), targets, losses."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from attn6d_ros.network import (
+    DEPTH_OUTPUT_DIVISOR,
+    ModelConfig,
+    RefinerNet,
+    StageNet,
+    apply_update,
+    point_matching_loss,
+    quat_xyzw_to_matrix_torch,
+    update_targets,
+)
+
+K = torch.tensor(
+    [[[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]]], dtype=torch.float64
+)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_full_config_has_the_papers_size() -> None:
+    # paper_facts.md §2.3: about 7.99 M in the backbone and 9.08 M per stage.
+    stage = StageNet(ModelConfig.full())
+    assert _count(stage.backbone) == pytest.approx(7.99e6, rel=0.005)
+    assert _count(stage) == pytest.approx(9.08e6, rel=0.005)
+    assert stage.backbone.out_channels == 576
+    assert len(RefinerNet(ModelConfig.full()).stages) == 4  # separate weights per stage
+    assert len(RefinerNet(ModelConfig.lite(shared_stages=True)).stages) == 1
+
+
+def test_average_pooling_ablation_has_the_same_parameters() -> None:
+    assert _count(StageNet(ModelConfig.lite(pooling="average"))) == _count(
+        StageNet(ModelConfig.lite())
+    )
+
+
+@pytest.mark.parametrize("pooling", ["attention", "average"])
+def test_attention_maps_are_probability_maps(pooling: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig.lite(crop_size=64, pooling=pooling)
+    net = StageNet(cfg).eval()
+    x = torch.rand(2, 3, 64, 64) - 0.5
+    with torch.no_grad():
+        out = net(x, torch.rand(2, 3, 64, 64) - 0.5)
+    assert out.attention.shape == (2, 3, 16, 16)
+    assert torch.all(out.attention >= 0)
+    torch.testing.assert_close(out.attention.sum((2, 3)), torch.ones(2, 3))
+    if pooling == "average":
+        torch.testing.assert_close(out.attention, torch.full_like(out.attention, 1 / 256))
+
+
+def test_untrained_stage_is_the_identity_update() -> None:
+    # Ours: the last regressor layer starts at zero, so every stage starts as the identity.
+    net = StageNet(ModelConfig.lite(crop_size=64)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+    torch.testing.assert_close(out.xy_px, torch.zeros(1, 2))
+    torch.testing.assert_close(out.dz, torch.zeros(1))
+    torch.testing.assert_close(out.quat_xyzw, torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+
+
+def _pose() -> tuple[torch.Tensor, torch.Tensor]:
+    R = torch.from_numpy(Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix())[None]
+    t = torch.tensor([[0.05, -0.03, 0.8]], dtype=torch.float64)
+    return R, t
+
+
+def _update(xy=(0.0, 0.0), dz=0.0, q=(0.0, 0.0, 0.0, 1.0), zoom=2.0):
+    R, t = _pose()
+    f64 = torch.float64
+    R_new, t_new = apply_update(
+        R, t, K, torch.tensor([zoom], dtype=f64), torch.tensor([xy], dtype=f64),
+        torch.tensor([dz], dtype=f64), torch.tensor([q], dtype=f64),
+    )  # fmt: skip
+    return R, t, R_new, t_new
+
+
+def test_zero_update_is_exactly_the_identity() -> None:
+    R, t, R_new, t_new = _update()
+    torch.testing.assert_close(R_new, R, atol=1e-15, rtol=0)
+    torch.testing.assert_close(t_new, t, atol=1e-15, rtol=0)
+
+
+def test_pure_shift_moves_the_projection_by_offset_over_zoom() -> None:
+    R, _, R_new, t_new = _update(xy=(8.0, -4.0), zoom=2.0)
+    fx, fy, cx, cy = 572.4, 573.6, 325.3, 242.0
+    u = fx * 0.05 / 0.8 + cx + 8.0 / 2.0  # 4 image pixels right
+    v = fy * -0.03 / 0.8 + cy - 4.0 / 2.0  # 2 image pixels up
+    expected = torch.tensor([[(u - cx) / fx * 0.8, (v - cy) / fy * 0.8, 0.8]], dtype=torch.float64)
+    torch.testing.assert_close(t_new, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(R_new, R)
+
+
+def test_pure_depth_change_scales_the_whole_translation() -> None:
+    dz = 300.0  # paper units: exp(300 / 3000) = e^0.1
+    R, t, R_new, t_new = _update(dz=dz)
+    torch.testing.assert_close(t_new, t * np.exp(dz / DEPTH_OUTPUT_DIVISOR), atol=1e-12, rtol=0)
+    # Along the viewing ray: the projection does not move.
+    torch.testing.assert_close(t_new[:, :2] / t_new[:, 2:], t[:, :2] / t[:, 2:])
+    torch.testing.assert_close(R_new, R)
+
+
+def test_pure_rotation_is_left_multiplied_in_the_camera_frame() -> None:
+    q = Rotation.from_rotvec([0.0, 0.0, np.pi / 2]).as_quat()  # x, y, z, w
+    R, t, R_new, t_new = _update(q=tuple(q * 3.0))  # scale does not matter: normalised
+    expected = torch.from_numpy(Rotation.from_quat(q).as_matrix())[None] @ R
+    torch.testing.assert_close(R_new, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(t_new, t)  # rotation about the object origin
+
+
+def test_quaternion_order_matches_scipy_xyzw() -> None:
+    q = np.array([0.1, -0.4, 0.3, 0.85])
+    ours = quat_xyzw_to_matrix_torch(torch.tensor([q], dtype=torch.float64))[0].numpy()
+    np.testing.assert_allclose(ours, Rotation.from_quat(q).as_matrix(), atol=1e-12)
+
+
+def test_update_targets_land_exactly_on_the_truth() -> None:
+    R, t = _pose()
+    R_gt = torch.from_numpy(Rotation.from_rotvec([0.1, 0.2, -0.1]).as_matrix())[None] @ R
+    t_gt = t + torch.tensor([[0.01, -0.02, 0.05]], dtype=torch.float64)
+    zoom = torch.tensor([1.7], dtype=torch.float64)
+    xy, dz, rotvec = update_targets(R, t, R_gt, t_gt, K, zoom)
+    q = torch.from_numpy(Rotation.from_rotvec(rotvec[0].numpy()).as_quat())[None]
+    R_new, t_new = apply_update(R, t, K, zoom, xy, dz, q)
+    torch.testing.assert_close(R_new, R_gt, atol=1e-12, rtol=0)
+    torch.testing.assert_close(t_new, t_gt, atol=1e-12, rtol=0)
+
+
+def test_point_loss_zero_at_truth_and_symmetric_variant_is_smaller() -> None:
+    points = torch.randn(200, 3, dtype=torch.float64) * 0.05
+    R, t = _pose()
+    R_off = (
+        quat_xyzw_to_matrix_torch(torch.tensor([[0.0, 0.0, 0.2, 1.0]], dtype=torch.float64)) @ R
+    )
+    assert point_matching_loss(R, t, R, t, points).item() == 0.0
+    plain = point_matching_loss(R_off, t, R, t, points)
+    symmetric = point_matching_loss(R_off, t, R, t, points, torch.tensor([True]))
+    assert 0 < symmetric.item() < plain.item()
+
+
+def test_one_backward_pass_reaches_every_parameter() -> None:
+    torch.manual_seed(0)
+    net = RefinerNet(ModelConfig.lite(crop_size=64, num_stages=2))
+    # The output layers start at zero (identity update), which blocks gradients to everything before
+    # them until the first optimiser step; give them small weights, as after that step.
+    for name, param in net.named_parameters():
+        if name.endswith("regressor.1.weight"):
+            torch.nn.init.normal_(param, std=1e-3)
+    loss = 0
+    for k in range(2):
+        out = net(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), stage=k)
+        loss = loss + out.xy_px.sum() + out.dz.sum() + out.quat_xyzw.sum() + out.attention.var()
+    loss.backward()
+    missing = [
+        n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient for {missing[:5]}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"crop_size": 66}, "multiple of 4"),
+        ({"pooling": "max"}, "pooling"),
+        ({"num_stages": 0}, ">= 1"),
+    ],
+)
+def test_bad_model_config_is_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.lite(**overrides)
+
+
+def test_model_config_dict_roundtrip_and_unknown_keys() -> None:
+    cfg = ModelConfig.lite(crop_size=96, shared_stages=True)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "dropout": 0.1})

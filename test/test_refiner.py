@@ -1,0 +1,121 @@
+"""The Refiner API: batching, per-detection errors, result contents, device choice, shipped weights."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attn6d_ros.geometry import axis_angle_to_matrix
+from attn6d_ros.mesh import load_mesh
+from attn6d_ros.network import ModelConfig, RefinerNet
+from attn6d_ros.refiner import Refiner, resolve_device
+from attn6d_ros.render import Renderer
+
+REPO = Path(__file__).resolve().parents[1]
+K = np.array([[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return load_mesh(REPO / "models" / "demo_object.ply")
+
+
+@pytest.fixture(scope="module")
+def scene(demo_model):
+    T = np.eye(4)
+    T[:3, :3] = axis_angle_to_matrix([0.4, -0.3, 0.2])
+    T[:3, 3] = [0.03, -0.02, 0.7]
+    with Renderer() as renderer:
+        image = renderer.render(demo_model, T, K, 640, 480).rgb
+    return image, T
+
+
+@pytest.fixture(scope="module")
+def identity_refiner(demo_model) -> Refiner:
+    # An untrained network predicts the identity update (zero-initialised output layers).
+    refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
+    refiner.add_object("drill", demo_model)
+    return refiner
+
+
+def test_results_for_good_and_bad_detections_in_one_call(identity_refiner: Refiner, scene) -> None:
+    image, T = scene
+    nan_pose = T.copy()
+    nan_pose[1, 3] = np.nan
+    behind = T.copy()
+    behind[2, 3] = -0.7
+    outside = T.copy()
+    outside[0, 3] = 3.0
+    results = identity_refiner.refine(
+        image, K,
+        [("drill", T), ("mug", T), ("drill", nan_pose), ("drill", behind), ("drill", outside),
+         ("drill", T)],
+    )  # fmt: skip
+    assert [r.ok for r in results] == [True, False, False, False, False, True]
+    assert "unknown object_id 'mug'" in results[1].error
+    assert "non-finite" in results[2].error
+    assert "behind" in results[3].error
+    assert "entirely outside" in results[4].error
+    for good in (results[0], results[5]):
+        assert len(good.stage_poses) == 4
+        np.testing.assert_allclose(good.T, T, atol=1e-9)  # identity updates
+        assert good.attention.shape == (4, 3, 16, 16)
+        np.testing.assert_allclose(good.attention.sum(axis=(2, 3)), 1.0, atol=1e-5)
+        assert good.converged and 0.5 < good.score <= 1.0  # the render matches the image
+        assert good.window is not None and good.elapsed_ms > 0
+
+
+def test_score_drops_for_a_wrong_pose(identity_refiner: Refiner, scene) -> None:
+    image, T = scene
+    wrong = T.copy()
+    wrong[:3, :3] = axis_angle_to_matrix([0.0, 0.0, 1.2]) @ T[:3, :3]
+    wrong[0, 3] += 0.05
+    right, off = identity_refiner.refine(image, K, [("drill", T), ("drill", wrong)])
+    assert off.score < right.score - 0.2
+
+
+@pytest.mark.parametrize(
+    ("image", "k", "message"),
+    [
+        (np.zeros((480, 640, 3), np.float32), K, "uint8"),
+        (np.zeros((480, 640), np.uint8), K, "HxWx3"),
+        (np.zeros((480, 640, 3), np.uint8), np.zeros((3, 3)), "focal"),
+    ],
+)
+def test_bad_image_or_intrinsics_raise(identity_refiner: Refiner, image, k, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        identity_refiner.refine(image, k, [])
+
+
+def test_stage_count_limits(identity_refiner: Refiner, scene) -> None:
+    image, T = scene
+    assert len(identity_refiner.refine(image, K, [("drill", T)], stages=2)[0].stage_poses) == 2
+    with pytest.raises(ValueError, match=r"stages must be in 1\.\.4"):
+        identity_refiner.refine(image, K, [("drill", T)], stages=5)
+    shared = Refiner(RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)), device="cpu",
+                     renderer=identity_refiner.renderer)  # fmt: skip
+    shared.add_object("drill", identity_refiner.models["drill"])
+    assert len(shared.refine(image, K, [("drill", T)], stages=6)[0].stage_poses) == 6
+
+
+def test_no_detections_gives_no_results(identity_refiner: Refiner, scene) -> None:
+    assert identity_refiner.refine(scene[0], K, []) == []
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+@pytest.mark.gpu
+def test_refiner_runs_on_cuda(demo_model, scene) -> None:
+    refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cuda")
+    refiner.add_object("drill", demo_model)
+    result = refiner.refine(scene[0], K, [("drill", scene[1])])[0]
+    assert result.ok and len(result.stage_poses) == 4

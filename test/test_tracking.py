@@ -1,0 +1,60 @@
+"""Tracking state and the latest-only slot: the ROS-free parts of the node's behaviour."""
+
+import threading
+
+import numpy as np
+
+from attn6d_ros.backpressure import LatestSlot
+from attn6d_ros.tracking import Track, Tracker
+
+
+def _track(name: str, score: float = 0.9, stamp_s: float = 10.0) -> Track:
+    return Track(name, "", "demo_object", np.eye(4), score, stamp_s)
+
+
+def test_priors_drop_stale_and_weak_tracks_for_good() -> None:
+    tracker = Tracker()
+    tracker.replace([_track("a", stamp_s=10.0), _track("b", stamp_s=9.0), _track("c", 0.35)], 0.3)
+    assert {t.instance_id for t in tracker.priors(10.5, max_age_s=1.0, min_score=0.4)} == {"a"}
+    assert len(tracker) == 1  # b (1.5 s old) and c (0.35 < 0.4) are gone, not just skipped
+
+
+def test_replace_keeps_only_results_above_min_score() -> None:
+    tracker = Tracker()
+    tracker.replace([_track("a", 0.2), _track("b", 0.8)], 0.3)
+    assert [t.instance_id for t in tracker.priors(10.0, 1.0, 0.0)] == ["b"]
+
+
+def test_update_refreshes_and_loses_tracks() -> None:
+    tracker = Tracker()
+    tracker.replace([_track("a"), _track("b"), _track("c")], 0.3)
+    tracker.update([_track("a", 0.95, 11.0), _track("b", 0.1, 11.0)], lost=["c"], min_score=0.3)
+    (only,) = tracker.priors(11.0, 1.0, 0.0)
+    assert (only.instance_id, only.score, only.stamp_s) == ("a", 0.95, 11.0)
+
+
+def test_reset_reports_how_many_tracks_it_cleared() -> None:
+    tracker = Tracker()
+    tracker.replace([_track("a"), _track("b")], 0.0)
+    assert tracker.reset() == 2 and len(tracker) == 0 and tracker.reset() == 0
+
+
+def test_latest_slot_replaces_waiting_items_and_counts_drops() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert [slot.put(i) for i in range(200)].count(True) == 199
+    assert slot.dropped == 199 and slot.take(timeout=0.0) == 199 and slot.take(timeout=0.0) is None
+
+
+def test_latest_slot_wakes_a_waiting_consumer_and_close_releases_it() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(slot.take(timeout=5.0)))
+    consumer.start()
+    slot.put("frame")
+    consumer.join(timeout=5.0)
+    assert got == ["frame"]
+    waiter = threading.Thread(target=lambda: got.append(slot.take(timeout=30.0)))
+    waiter.start()
+    slot.close()
+    waiter.join(timeout=5.0)
+    assert not waiter.is_alive() and got == ["frame", None]
