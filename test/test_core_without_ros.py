@@ -1,0 +1,46 @@
+"""The core never imports rclpy, and `pip install .` gives a working library without any ROS."""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = ["geometry", "mesh", "crop", "render", "network", "checkpoint", "refiner", "synth", "train",
+        "evaluate", "metrics", "objects", "paths", "demo_object", "overlay"]  # fmt: skip
+
+
+def test_core_modules_do_not_import_rclpy() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import attn6d_ros.{m}\n" for m in CORE)
+        + "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py'))\n"
+        + "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_pip_install_into_a_plain_venv(tmp_path: Path) -> None:
+    # Torch first, pinned to the local CPU wheel (`pip install .` would otherwise fetch a CUDA build).
+    venv.create(tmp_path / "v", with_pip=True)
+    python = str(tmp_path / "v" / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True, env=env)
+    subprocess.run([*pip, str(REPO)], check=True, env=env, cwd=tmp_path)
+    code = (
+        "import sys, attn6d_ros\n"
+        "from attn6d_ros.refiner import Refiner\n"
+        "from attn6d_ros.mesh import load_mesh\n"
+        "from attn6d_ros.paths import share_dir\n"
+        "assert 'rclpy' not in sys.modules\n"
+        "assert (share_dir() / 'models' / 'demo_object.ply').is_file(), share_dir()\n"
+        "print(attn6d_ros.__version__, attn6d_ros.__file__)\n"
+    )
+    out = subprocess.run([python, "-c", code], check=True, env=env, cwd=tmp_path,
+                         capture_output=True, text=True)  # fmt: skip
+    assert str(tmp_path / "v") in out.stdout  # the installed copy, not the checkout
