@@ -88,7 +88,7 @@ def draw_overlay(image_rgb: np.ndarray, K: np.ndarray, items: list[OverlayItem])
     font = _font(height)
     for item in items:
         _draw_label(draw, font, item, K, width, height)
-    _draw_legend(draw, font)
+    _draw_legend(draw, font, height)
     return np.asarray(canvas)
 
 
@@ -259,9 +259,10 @@ def _draw_label(
     draw.multiline_text((u, v), text, fill=color, font=font)
 
 
-def _draw_legend(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont) -> None:
-    x, y = 6, 6
+def _draw_legend(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, height: int) -> None:
+    """Bottom-left, out of the way of the labels (drawn above each object's window)."""
     step = font_height(font) + 4
+    x, y = 6, height - 3 * step - 2
     for text, color in (
         ("coarse pose", COARSE_COLOR),
         ("refined pose", REFINED_COLOR),

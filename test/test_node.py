@@ -287,3 +287,11 @@ def test_stages_change_is_checked_against_the_model(ros: None, tmp_path: Path) -
         assert fine.successful and node.config.stages == 2
     finally:
         node.destroy_node()
+
+
+def test_unknown_parameters_are_named_in_a_warning(
+    ros: None, checkpoint: Path, capfd: pytest.CaptureFixture
+) -> None:
+    node = _node(checkpoint, **{"sync.queue_sise": 5})  # a typo of sync.queue_size
+    node.destroy_node()
+    assert "ignoring unknown parameters ['sync.queue_sise'] (typos?)" in capfd.readouterr().err

@@ -105,7 +105,7 @@ def test_failed_item_is_not_drawn_as_refined(box) -> None:
         box, "box", T_init=_pose(), T=None, score=0.1, error="score 0.100 is below min_score"
     )
     out = draw_overlay(image, K, [item])
-    legend_free = out[60:]  # below the legend, which shows the refined colour once
+    legend_free = out[: H - 60]  # above the legend (bottom-left, shows the refined colour)
     assert not np.all(legend_free == REFINED_COLOR, axis=2).any()
     assert np.all(legend_free == COARSE_COLOR, axis=2).any()
 
