@@ -487,15 +487,13 @@ class RefineNode(Node):
                 )
                 results = dict(zip(refinable, out, strict=True))
                 compute_ms = out[0].elapsed_ms
-            except (
-                ValueError
-            ) as exc:  # the image or K as a whole (already checked above), or stages
+            except ValueError as exc:
+                # The image or K as a whole (already checked above), or stages.
                 for i in refinable:
                     jobs[i].error = f"frame rejected: {exc}"
         published = self._publish(frame, jobs, results, cfg, frame_error is not None, compute_ms)
-        if (
-            frame_error is None
-        ):  # a broken frame says nothing about the objects: tracks stay as they are
+        # A broken frame says nothing about the objects: tracks stay as they are.
+        if frame_error is None:
             self._update_tracks(jobs, results, published, tracked, stamp_s, cfg)
         if rgb is not None and K is not None:
             self._maybe_overlay(refiner, frame, rgb, K, jobs, results, published, cfg)
@@ -612,7 +610,10 @@ class RefineNode(Node):
             )
             published.append(ok)
             refinement = Refinement(
-                object_id=job.class_id, instance_id=job.instance_id, error=error or ""
+                object_id=job.class_id,
+                instance_id=job.instance_id,
+                error=error or "",
+                tracked=job.source.startswith("track"),
             )
             refinement.initial_pose = job.initial_pose
             refinement.refined_pose = job.initial_pose

@@ -333,12 +333,12 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
     t = time.time()
     peer.publish_frame(rgb, K_VGA, t, [("mug-1", "demo_object", pose())])
     first = _wait_details(peer, node, t).refinements[0]
-    assert first.error == ""
+    assert first.error == "" and not first.tracked
 
     t2 = t + 0.1  # no detections: the last refined pose is the prior
     peer.publish_frame(rgb, K_VGA, t2, [])
     (tracked,) = _wait_details(peer, node, t2).refinements
-    assert tracked.instance_id == "mug-1" and tracked.error == ""
+    assert tracked.instance_id == "mug-1" and tracked.error == "" and tracked.tracked
     assert np.allclose(
         pose_to_matrix(tracked.initial_pose), pose_to_matrix(first.refined_pose), atol=1e-6
     )
