@@ -10,12 +10,14 @@ Shapes: B batch, S crop side (152), G = S / 4 feature grid side (38).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from attn6d_ros.config import dataclass_from_dict
 
 # The paper's depth output is divided by 3000 before exp() (§2.5): a raw 300 scales the depth by e^0.1.
 DEPTH_OUTPUT_DIVISOR = 3000.0
@@ -114,12 +116,7 @@ class ModelConfig:
     @staticmethod
     def from_dict(values: dict) -> ModelConfig:
         """Builds a config from a dict (a checkpoint or YAML); unknown keys are an error."""
-        names = {f.name for f in fields(ModelConfig)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {sorted(unknown)}; known: {sorted(names)}")
-        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return ModelConfig(**converted)
+        return dataclass_from_dict(ModelConfig, values, "ModelConfig")
 
 
 # ----------------------------------------------------------------------------------------------------------

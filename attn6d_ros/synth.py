@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from attn6d_ros.config import dataclass_from_dict
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import axis_angle_to_matrix
 from attn6d_ros.mesh import ObjectModel, model_from_arrays
@@ -52,13 +53,7 @@ class SynthConfig:
 
     @staticmethod
     def from_dict(values: dict) -> SynthConfig:
-        names = {f.name for f in fields(SynthConfig)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown synth keys {sorted(unknown)}; known: {sorted(names)}")
-        return SynthConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        )
+        return dataclass_from_dict(SynthConfig, values, "synth")
 
 
 @dataclass

@@ -30,7 +30,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from attn6d_ros.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from attn6d_ros.config import dataclass_from_dict
 from attn6d_ros.crop import CropWindow, crop_intrinsics
 from attn6d_ros.evaluate import evaluate, synthetic_cases
 from attn6d_ros.mesh import ObjectModel
@@ -101,14 +102,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(values: dict) -> TrainConfig:
-        names = {f.name: f for f in fields(TrainConfig)}
-        unknown = set(values) - set(names)
-        if unknown:
-            raise ValueError(
-                f"unknown train config keys {sorted(unknown)}; known: {sorted(names)}"
-            )
-        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        cfg = TrainConfig(**converted)
+        cfg = dataclass_from_dict(TrainConfig, values, "train config")
         if cfg.model not in ("lite", "full"):
             raise ValueError(f"model must be 'lite' or 'full', got {cfg.model!r}")
         if cfg.batch_size < 2:
@@ -116,11 +110,9 @@ class TrainConfig:
         return cfg
 
     def model_config(self) -> ModelConfig:
-        preset = ModelConfig.lite if self.model == "lite" else ModelConfig.full
-        overrides = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in self.model_overrides.items()
-        }
-        return preset(**overrides)
+        preset = ModelConfig.lite() if self.model == "lite" else ModelConfig.full()
+        values = {**preset.to_dict(), **self.model_overrides}
+        return dataclass_from_dict(ModelConfig, values, "model_overrides")
 
     def synth_config(self, crop_size: int) -> SynthConfig:
         return replace(SynthConfig.from_dict(self.synth), crop_size=crop_size)

@@ -48,7 +48,15 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(None, ["model=huge"])
     with pytest.raises(ValueError, match="key=value"):
         load_train_config(None, ["lr"])
-    assert load_train_config(None, ["lr=0.5"]).lr == 0.5
+    with pytest.raises(ValueError, match=r"train config.batch_size must be a int .* got 'big'"):
+        load_train_config(None, ["batch_size=big"])
+    with pytest.raises(ValueError, match="unknown model_overrides keys"):
+        load_train_config(None, ["model_overrides={dropout: 0.5}"]).model_config()
+    cfg = load_train_config(None, ["lr=1", "object_ids=[a, b]"])
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.object_ids == ("a", "b")
+    assert (
+        load_train_config(None, ["model_overrides={crop_size: 96}"]).model_config().crop_size == 96
+    )
 
 
 @pytest.mark.slow
