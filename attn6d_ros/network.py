@@ -482,7 +482,9 @@ def direct_update_loss(
     scales: DirectLossScales,
     symmetric: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Smooth-L1 on normalised update outputs against the exact targets (`update_targets`), per sample (B,).
+    """Smooth-L1 on normalised update outputs against the exact targets (`update_targets`).
+
+    Returns (B, 3): the image-shift, depth and rotation terms per sample (sum them for the loss).
 
     Ours, for learnability (training_notes.md: a point loss alone did not start learning on a CPU budget).
     The rotation term compares the quaternions' vector parts (about half the rotation vector); it is
@@ -500,4 +502,4 @@ def direct_update_loss(
     rot = F.smooth_l1_loss(q[:, :3] / half, q_target[:, :3] / half, reduction="none").sum(1)
     if symmetric is not None:
         rot = torch.where(symmetric, torch.zeros_like(rot), rot)
-    return xy + z + rot
+    return torch.stack([xy, z, rot], dim=1)

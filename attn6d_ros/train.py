@@ -194,8 +194,8 @@ class TrainingStep(torch.nn.Module):
         )
         self.amp = False
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (loss, point term of the last stage, direct term of the last stage)."""
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns the loss and, for logging, the last stage's terms: point, xy, z, rot (batch means)."""
         cfg = self.cfg
         image = normalize_crop(batch["image"]).contiguous(memory_format=torch.channels_last)
         render = normalize_crop(batch["render"]).contiguous(memory_format=torch.channels_last)
@@ -219,12 +219,21 @@ class TrainingStep(torch.nn.Module):
                 xy_t, dz_t, rv_t = update_targets(R.detach(), t.detach(), R_gt, t_gt, K, zoom)
             out.xy_px, out.dz, out.quat_xyzw = xy, dz, q
             direct = direct_update_loss(out, xy_t, dz_t, rv_t, DirectLossScales(), symmetric)
-            stage = cfg.point_loss_weight * point.mean() + cfg.direct_loss_weight * direct.mean()
+            stage = (
+                cfg.point_loss_weight * point.mean()
+                + cfg.direct_loss_weight * direct.sum(1).mean()
+            )
             loss = loss + stage / self.n_stages
             R, t = R_new, t_new  # no stop-gradient between stages (paper_facts.md §2.6)
             if k + 1 < self.n_stages:
                 render = self.render_stage(batch, R.detach(), t.detach())
-        return loss, point.mean().detach(), direct.mean().detach()
+        terms = direct.detach().mean(0)
+        return loss, {
+            "point": point.mean().detach(),
+            "xy": terms[0],
+            "z": terms[1],
+            "rot": terms[2],
+        }
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -330,7 +339,7 @@ def train(cfg: TrainConfig) -> Path:
     last_save = time.monotonic()
     next_val = (samples // cfg.val_every_samples + 1) * cfg.val_every_samples
     tic = time.perf_counter()
-    stats: dict[str, float] = {"loss": 0.0, "point": 0.0, "direct": 0.0, "n": 0}
+    stats: dict[str, float] = {"loss": 0.0, "n": 0}
     progress = _progress(cfg, samples, main_rank)
     try:
         for batch in loader:
@@ -342,32 +351,32 @@ def train(cfg: TrainConfig) -> Path:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for key in ("T_gt", "T_init", "T_cur", "K", "zoom"):
                 batch[key] = batch[key].float()
-            loss, point, direct = model(batch)
+            loss, terms = model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
             samples += cfg.batch_size * world
-            stats["loss"] += loss.item()
-            stats["point"] += float(point)
-            stats["direct"] += float(direct)
             stats["n"] += 1
+            stats["loss"] += loss.item()
+            for key, value in terms.items():
+                stats[key] = stats.get(key, 0.0) + float(value)
             if progress is not None:
                 progress.update(cfg.batch_size * world)
             if main_rank and step % cfg.log_every_steps == 0:
                 elapsed = time.perf_counter() - tic
+                n = stats.pop("n")
                 row = {"kind": "train", "samples": samples, "step": step, "lr": lr,
-                       "loss": stats["loss"] / stats["n"], "point": stats["point"] / stats["n"],
-                       "direct": stats["direct"] / stats["n"],
-                       "samples_per_s": stats["n"] * cfg.batch_size * world / elapsed}  # fmt: skip
+                       **{k: v / n for k, v in stats.items()},
+                       "samples_per_s": n * cfg.batch_size * world / elapsed}  # fmt: skip
                 history.append(row)
                 _append_jsonl(out_dir / "history.jsonl", row)
                 if progress is not None:
                     progress.set_postfix(
                         loss=f"{row['loss']:.3f}", sps=f"{row['samples_per_s']:.0f}"
                     )
-                stats = {"loss": 0.0, "point": 0.0, "direct": 0.0, "n": 0}
+                stats = {"loss": 0.0, "n": 0}
                 tic = time.perf_counter()
             if main_rank and samples >= next_val:
                 next_val += cfg.val_every_samples

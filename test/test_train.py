@@ -93,7 +93,7 @@ def test_lite_refiner_overfits_one_object() -> None:
 
     before = point_error()
     for _ in range(150):
-        loss, _, _ = step(batch)
+        loss, _ = step(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
