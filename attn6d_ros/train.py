@@ -87,7 +87,7 @@ class TrainConfig:
         1e-4  # on conv and linear weights only (the paper decays conv kernels only)
     )
     grad_clip: float = 5.0
-    point_loss_weight: float = 1.0
+    point_loss_weight: float = 0.25  # the paper's factor on the mean squared point distance
     direct_loss_weight: float = 1.0
     curriculum_samples: int = 200_000  # difficulty ramps from 0 to 1 over these samples
     num_workers: int = 1  # data processes (each renders with its own EGL context)
@@ -189,9 +189,9 @@ class TrainingStep(torch.nn.Module):
         self.register_buffer("points", points)  # (objects, P, 3) metres
         self.register_buffer("diameters", diameters)
         self.register_buffer("symmetric", symmetric)
-        self.render_stage = (
-            render_stage  # (batch, R, t) -> normalised renders; unrolled training only
-        )
+        # (batch, R, t) -> normalised renders at those poses; unrolled training only.
+        self.render_stage = render_stage
+        self.scales = DirectLossScales.for_crop(net.cfg.crop_size)
         self.amp = False
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -218,7 +218,7 @@ class TrainingStep(torch.nn.Module):
             with torch.no_grad():
                 xy_t, dz_t, rv_t = update_targets(R.detach(), t.detach(), R_gt, t_gt, K, zoom)
             out.xy_px, out.dz, out.quat_xyzw = xy, dz, q
-            direct = direct_update_loss(out, xy_t, dz_t, rv_t, DirectLossScales(), symmetric)
+            direct = direct_update_loss(out, xy_t, dz_t, rv_t, self.scales, symmetric)
             stage = (
                 cfg.point_loss_weight * point.mean()
                 + cfg.direct_loss_weight * direct.sum(1).mean()
