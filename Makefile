@@ -10,6 +10,7 @@ BUILD ?= build
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+DEMO_DOMAIN_ID ?= 42
 
 # DDS discovery stays on loopback (Kilted ignores ROS_LOCALHOST_ONLY); tests pick their own ROS_DOMAIN_ID.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -58,8 +59,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The demo runs in a ROS domain of its own (the tests pick theirs per test).
 demo: setup
-	$(VENV)/bin/attn6d-demo $(DEMO_ARGS)
+	ROS_DOMAIN_ID=$(DEMO_DOMAIN_ID) $(VENV)/bin/attn6d-demo $(DEMO_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

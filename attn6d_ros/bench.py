@@ -1,11 +1,12 @@
 """attn6d-bench: speed of the refiner and the node; prints one JSON object.
 
-For each model config (the paper's `full`, our `lite`, and the shipped checkpoint) on the chosen device:
-milliseconds per stage split into crop, render, network and update, for 1, 4 and 16 objects per frame (all
-refined as one batch), as medians over repeated runs after warm-up; then the node's end-to-end latency
-(image published -> refined pose received, 640x480, over loopback, the node in its own process); and peak
-memory (RSS, CUDA). Timings depend only on the architecture, not on the weights, so untrained networks
-stand in for configs without a checkpoint.
+First the renderer alone (render + read-back per 152x152 crop, both backends). Then, for each model config
+(the paper's `full`, our `lite`, and the shipped checkpoint) on the chosen device: milliseconds per stage
+split into crop, render, network and update, for 1, 4 and 16 objects per frame (all refined as one batch),
+as medians over repeated runs after warm-up; then the node's end-to-end latency (image published -> refined
+pose received, 640x480, over loopback, the node in its own process); and peak memory (RSS, CUDA). Timings
+depend only on the architecture, not on the weights, so untrained networks stand in for configs without a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,37 @@ def bench_refiner(
     return out
 
 
+def bench_render(model: ObjectModel, repeats: int = 50) -> dict:
+    """Render + read-back milliseconds per 152x152 crop, per backend (median of `repeats`)."""
+    K = np.array([[600.0, 0.0, 75.5], [0.0, 600.0, 75.5], [0.0, 0.0, 1.0]])
+    T = np.eye(4)
+    T[2, 3] = 1.6 * K[0, 0] * model.diameter / 152  # the object fills the crop as in a refinement
+    out = {"faces": len(model.faces)}
+    for backend in ("moderngl", "pyrender"):
+        try:
+            renderer = Renderer(backend)
+        except (ImportError, RuntimeError) as exc:
+            out[backend] = {"error": str(exc)}
+            continue
+        times = []
+        for i in range(repeats + 5):
+            tic = time.perf_counter()
+            renderer.render(model, T, K, 152, 152)
+            if i >= 5:  # warm-up: upload, first framebuffer
+                times.append((time.perf_counter() - tic) * 1000.0)
+        batch = [(model, T, K)] * 16
+        renderer.render_batch(batch, 152, 152)
+        tic = time.perf_counter()
+        renderer.render_batch(batch, 152, 152)
+        out[backend] = {
+            "ms_per_crop": round(statistics.median(times), 2),
+            "ms_per_crop_in_batch_of_16": round((time.perf_counter() - tic) * 1000.0 / 16, 2),
+            "renderer": renderer.describe(),
+        }
+        renderer.close()
+    return out
+
+
 def bench_node(checkpoint: str, repeats: int, timeout_s: float = 120.0) -> dict:
     """End-to-end latency of the node process: image publish -> refined/pose receipt, 640x480."""
     script = Path(__file__).with_name("_bench_node_client.py")
@@ -111,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the ROS node end to end (needs rclpy)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--render-only", action="store_true", help="only the renderer timings")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "configs": {},
     }
+    report["render"] = bench_render(model)
+    if args.render_only:
+        renderer.close()
+        print(json.dumps(report))
+        return 0
     checkpoint = resolve_path(args.checkpoint)
     for name in args.configs:
         if name == "shipped":

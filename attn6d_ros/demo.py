@@ -43,6 +43,7 @@ from attn6d_ros.paths import resolve_path
 WIDTH, HEIGHT = 640, 480
 K_DEMO = np.array([[550.0, 0.0, 319.5], [0.0, 550.0, 239.5], [0.0, 0.0, 1.0]])
 FRAME_ID = "demo_camera_optical_frame"
+DEMO_DOMAIN_ID = 42  # ROS_DOMAIN_ID when none is set
 NAMESPACE = "/demo"
 # The drill seen from its side (-y face towards the camera), chuck to the right, grip down: object x -> camera
 # x, object y -> camera z (away), object z -> camera -y (up in the image).
@@ -383,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("overlay_*.png"), out / "overlay.gif"]:
         old.unlink(missing_ok=True)
-    # Before rclpy loads: discovery stays on this machine unless the user chose otherwise.
+    # Before rclpy loads: discovery stays on this machine, in a domain of the demo's own, unless the user
+    # chose otherwise (the node process inherits both).
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(DEMO_DOMAIN_ID))
     with open(out / "node.log", "w") as node_log:
         node = subprocess.Popen(_node_command(args), stdout=node_log, stderr=subprocess.STDOUT)
         try:

@@ -1,0 +1,27 @@
+"""attn6d-bench prints one JSON object with the renderer timings and the per-stage split."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_prints_one_json_object() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "attn6d_ros.bench", "--configs", "lite", "--objects", "1", "2",
+         "--repeats", "1", "--no-node", "--device", "cpu"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["render"]["moderngl"]["ms_per_crop"] > 0
+    lite = report["configs"]["lite"]
+    assert lite["crop_size"] == 152 and lite["stages"] == 4
+    for key in ("1_objects", "2_objects"):
+        split = lite[key]["per_stage_ms"]
+        assert set(split) == {"render", "network", "update"} and lite[key]["total_ms"] > 0
+    assert report["peak_rss_mb"] > 0
