@@ -26,7 +26,9 @@ def models() -> dict:
 def test_identity_refiner_keeps_initial_accuracy(models: dict) -> None:
     cases = synthetic_cases(models, 4, seed=1, synth=SynthConfig(crop_size=64))
     # One exact initial pose so that accuracy is not trivially zero.
-    cases.append(EvalCase(cases[0].image, cases[0].K, "demo_object", cases[0].T_gt, cases[0].T_gt, 0.3))
+    cases.append(
+        EvalCase(cases[0].image, cases[0].K, "demo_object", cases[0].T_gt, cases[0].T_gt, 0.3)
+    )
     refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
     refiner.add_object("demo_object", models["demo_object"])
     report = evaluate(refiner, cases, models)

@@ -103,3 +103,19 @@ def test_lite_refiner_overfits_one_object() -> None:
 
 def _normalized(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["train_linemod.yaml", "train_linemod_avgpool.yaml"])
+def test_linemod_benchmark_configs_train_on_the_13_meshes(
+    tmp_path: Path, linemod_dir: Path, config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's LineMOD-mesh benchmark commands, cut to a few steps: all 13 meshes load and train.
+    monkeypatch.setenv("ATTN6D_LINEMOD_DIR", str(linemod_dir))
+    out = tmp_path / "run"
+    overrides = [f"out_dir={out}", "total_samples=8", "batch_size=4", "val_every_samples=8",
+                 "val_scenes=1", "num_workers=0"]  # fmt: skip
+    assert main(["--config", str(REPO / "config" / config), "--set", *overrides]) == 0
+    net, metadata, _ = load_checkpoint(out / "best.pt")
+    assert len(metadata["objects"]) == 13
+    assert net.cfg.pooling == ("average" if "avgpool" in config else "attention")
