@@ -117,7 +117,7 @@ def test_pure_rotation_is_left_multiplied_in_the_camera_frame() -> None:
 
 def test_quaternion_order_matches_scipy_xyzw() -> None:
     q = np.array([0.1, -0.4, 0.3, 0.85])
-    ours = quat_xyzw_to_matrix_torch(torch.tensor([q], dtype=torch.float64))[0].numpy()
+    ours = quat_xyzw_to_matrix_torch(torch.from_numpy(q[None]))[0].numpy()
     np.testing.assert_allclose(ours, Rotation.from_quat(q).as_matrix(), atol=1e-12)
 
 
