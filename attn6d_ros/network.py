@@ -476,9 +476,10 @@ class DirectLossScales:
     dz: float = 100.0  # paper depth units (1/3000): about 3.3 % of the depth
     rotation: float = 0.2  # radians (about 11 degrees)
 
-    @staticmethod
-    def for_crop(crop_size: int) -> DirectLossScales:
-        return DirectLossScales(xy_px=3.0 * crop_size / 96)
+    @classmethod
+    def for_crop(cls, crop_size: int) -> DirectLossScales:
+        """The defaults with the image-shift scale grown in proportion to the crop side (pixels)."""
+        return cls(xy_px=cls.xy_px * crop_size / 96)
 
 
 def direct_update_loss(
