@@ -3,7 +3,8 @@
 The executor puts every synchronized frame into the slot; a frame still waiting when a newer one arrives is
 replaced and counted as dropped. Memory is therefore bounded by one waiting frame plus the one being
 processed, however fast frames arrive, and the worker always refines the newest frame (ros_conventions.md
-§3.11).
+§3.11). A `priority` keeps frames with detections ahead of frames refined from tracks alone: a waiting item is
+replaced only by one of the same or a higher priority; a lower one is dropped instead.
 """
 
 from __future__ import annotations
@@ -19,20 +20,26 @@ class LatestSlot(Generic[T]):
 
     def __init__(self) -> None:
         self._item: T | None = None
+        self._priority = 0
         self._has_item = False
         self._closed = False
         self._cond = threading.Condition()
-        self.dropped = 0  # items replaced before they were taken
+        self.dropped = (
+            0  # items replaced before they were taken, or refused for a higher-priority one
+        )
 
-    def put(self, item: T) -> bool:
-        """Stores `item`; returns True when it replaced (dropped) a waiting one."""
+    def put(self, item: T, priority: int = 0) -> bool:
+        """Stores `item` unless a waiting item has a higher `priority`; returns True when an item was dropped
+        (the waiting one it replaced, or `item` itself when it was refused)."""
         with self._cond:
-            replaced = self._has_item
-            if replaced:
-                self.dropped += 1
-            self._item, self._has_item = item, True
-            self._cond.notify()
-            return replaced
+            if not self._has_item:
+                self._item, self._priority, self._has_item = item, priority, True
+                self._cond.notify()
+                return False
+            self.dropped += 1
+            if priority >= self._priority:
+                self._item, self._priority = item, priority
+            return True
 
     def take(self, timeout: float | None = None) -> T | None:
         """The waiting item (removing it), or None after `timeout` seconds or once closed."""

@@ -13,6 +13,13 @@ Topics (relative, remappable), every output stamped with the input image's heade
   (sensor_msgs/Image rgb8, drawn only while subscribed, at most overlay.max_rate_hz), ``/diagnostics``.
 - service ``~/reset_tracking`` (std_srvs/Trigger).
 
+Tracking (tracking.*): a frame whose detection array is empty is refined from the last refined poses
+(tracking.py). With tracking.wait_s > 0, images for which no detections arrive at all are tracked too: a
+second synchronizer pairs image and camera_info; a pair still without detections tracking.wait_s after it
+arrived goes to the worker as an image-only frame (when there are tracks). Each image stamp is refined once:
+detections arriving for an image already refined from the tracks are ignored, with a warning to raise
+tracking.wait_s. In the latest-only slot a frame with detections is never replaced by an image-only one.
+
 What is published for a detection that is not refined: it is left out of refined/detections, refined/pose
 and TF (a coarse pose is never published as if refined), and refined/details reports it with `error` naming
 the field and the value. A refinement scoring below `min_score` is treated the same way; details carries its
@@ -70,6 +77,7 @@ NODE_NAME = "attn6d_refiner"
 _REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
 RATE_WINDOW_S = 5.0  # rates in /diagnostics are averaged over this many seconds
 LATENCY_SAMPLES = 100  # median latency over the last this many frames
+PENDING_CHECK_S = 0.01  # how often images waiting for detections are checked (tracking.wait_s)
 WARN_REPEAT_S = (
     5.0  # a repeated per-frame warning is logged at most this often (per kind of problem)
 )
@@ -87,6 +95,9 @@ class _Frame:
     info: CameraInfo
     detections: Detection3DArray
     synced_at: float  # time.monotonic() when the synchronizer delivered it
+    image_only: bool = (
+        False  # no detections arrived in time: refined from the tracks (tracking.wait_s)
+    )
 
 
 @dataclass
@@ -120,6 +131,8 @@ class _Stats:
             "failed_detections": 0,
             "below_min_score": 0,
             "internal_errors": 0,
+            "tracked_images": 0,
+            "late_detections": 0,
         }
 
     def arrived(self, kind: str, now: float) -> None:
@@ -194,6 +207,15 @@ class RefineNode(Node):
         self.device = "?"
         self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # Images waiting for their detections (tracking.wait_s), by image stamp (ns): (image, info, arrival).
+        self._pending: dict[int, tuple[Image, CameraInfo, float]] = {}
+        self._synced_stamps: deque[int] = deque(
+            maxlen=256
+        )  # image stamps delivered with detections
+        self._tracked_stamps: dict[
+            int, float
+        ] = {}  # image stamps sent as image-only -> arrival time
+        self._newest_frame_ns = -1  # newest image stamp sent to the worker
 
         # Outputs first: the worker publishes as soon as frames come.
         self._pub_detections = self.create_publisher(Detection3DArray, "refined/detections", 10)
@@ -220,6 +242,9 @@ class RefineNode(Node):
         self.create_service(Trigger, "~/reset_tracking", self._reset_tracking)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(0.5, self._check_sync)
+        # Runs only while images wait for their detections (started by _on_image_pair).
+        self._pending_timer = self.create_timer(PENDING_CHECK_S, self._flush_pending)
+        self._pending_timer.cancel()
         log.info(
             f"ready: device {self.device}, checkpoint {checkpoint}, objects "
             f"{sorted(self._object_specs)}; {_fallbacks_text()}"
@@ -264,6 +289,11 @@ class RefineNode(Node):
             inputs, cfg.sync_queue_size, cfg.sync_slop
         )
         self._synchronizer.registerCallback(self._on_synced)
+        # Image and camera_info alone, for tracking images whose detections never come (tracking.wait_s).
+        self._pair_synchronizer = sync.ApproximateTimeSynchronizer(
+            inputs[:2], cfg.sync_queue_size, cfg.sync_slop
+        )
+        self._pair_synchronizer.registerCallback(self._on_image_pair)
         self.get_logger().info(
             f"subscribed: {[s.sub.topic_name for s in inputs]}; image QoS {cfg.image_reliability} "
             f"depth {cfg.image_depth}, detections QoS {cfg.detections_reliability} depth "
@@ -291,7 +321,61 @@ class RefineNode(Node):
         self._last_sync = now
         self._stats.arrived("synced", now)
         self._stats.add("synced")
-        self._slot.put(_Frame(image, info, detections, now))
+        stamp_ns = _stamp_ns(image.header)
+        self._pending.pop(stamp_ns, None)
+        self._synced_stamps.append(stamp_ns)
+        arrived = self._tracked_stamps.get(stamp_ns)
+        if arrived is not None:
+            self._stats.add("late_detections")
+            self._warn(
+                "late_detections",
+                f"detections for image {_stamp_text(image)} arrived {now - arrived:.3f} s after the image, "
+                f"which was already refined from the tracks (tracking.wait_s {self.config.tracking_wait_s}); "
+                "they are ignored: set tracking.wait_s above the detector's latency",
+            )
+            return
+        self._newest_frame_ns = max(self._newest_frame_ns, stamp_ns)
+        self._slot.put(_Frame(image, info, detections, now), priority=1)
+
+    def _on_image_pair(self, image: Image, info: CameraInfo) -> None:
+        cfg = self.config
+        if not (cfg.tracking_enabled and cfg.tracking_wait_s > 0):
+            return
+        stamp_ns = _stamp_ns(image.header)
+        if stamp_ns in self._synced_stamps:
+            return  # its detections came first
+        self._pending[stamp_ns] = (image, info, time.monotonic())
+        if self._pending_timer.is_canceled():
+            self._pending_timer.reset()
+        while len(self._pending) > cfg.sync_queue_size:
+            del self._pending[min(self._pending)]
+
+    def _flush_pending(self) -> None:
+        """Sends images whose detections are later than tracking.wait_s to the worker as image-only frames."""
+        if not self._pending:
+            self._pending_timer.cancel()
+            return
+        cfg = self.config
+        now = time.monotonic()
+        for stamp_ns in sorted(self._pending):
+            image, info, arrived = self._pending[stamp_ns]
+            if now - arrived < cfg.tracking_wait_s and cfg.tracking_enabled:
+                continue
+            del self._pending[stamp_ns]
+            # Only newer than every frame sent (never publish out of order), and only with tracks to refine.
+            if (
+                not cfg.tracking_enabled
+                or stamp_ns <= self._newest_frame_ns
+                or not len(self._tracker)
+            ):
+                continue
+            self._newest_frame_ns = stamp_ns
+            self._tracked_stamps[stamp_ns] = arrived
+            while len(self._tracked_stamps) > 256:
+                del self._tracked_stamps[min(self._tracked_stamps)]
+            self._stats.arrived("synced", now)
+            empty = Detection3DArray(header=image.header)
+            self._slot.put(_Frame(image, info, empty, now, image_only=True), priority=0)
 
     def _check_stages(self, parameters: list) -> SetParametersResult:
         for parameter in parameters:
@@ -375,6 +459,8 @@ class RefineNode(Node):
             "rejected frames": str(counts["rejected_frames"]),
             "failed detections": str(counts["failed_detections"]),
             "below min_score": str(counts["below_min_score"]),
+            "tracked images without detections": str(counts["tracked_images"]),
+            "late detections ignored": str(counts["late_detections"]),
             "internal errors": str(counts["internal_errors"]),
             "median latency (ms)": f"{latency:.1f}",
             "median compute (ms)": f"{compute:.1f}",
@@ -460,6 +546,14 @@ class RefineNode(Node):
         cfg = self.config
         header = frame.image.header
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+        if frame.image_only:
+            # Nothing was asked for this image: without live tracks it publishes nothing.
+            if not (
+                cfg.tracking_enabled
+                and self._tracker.priors(stamp_s, cfg.tracking_max_age_s, cfg.tracking_min_score)
+            ):
+                return
+            self._stats.add("tracked_images")
         frame_error, rgb, K = self._decode(frame)
         detections = conversions.parse_detections(
             frame.detections, refiner.object_ids, header.frame_id

@@ -242,7 +242,8 @@ class NodeConfig:
         default=False,
         metadata=_param(
             "tracking.enabled",
-            "Refine frames whose detection array is empty from the last refined poses",
+            "Refine frames whose detection array is empty (and, with tracking.wait_s > 0, images whose "
+            "detections do not arrive) from the last refined poses",
         ),
     )
     tracking_max_age_s: float = field(
@@ -259,6 +260,16 @@ class NodeConfig:
             "tracking.min_score",
             "A refined pose scoring below this does not start or continue a track",
             range=(0.0, 1.0),
+        ),
+    )
+    tracking_wait_s: float = field(
+        default=0.0,
+        metadata=_param(
+            "tracking.wait_s",
+            "With tracking: an image (with its camera_info) whose detections have not arrived this many "
+            "seconds after it is refined from the tracks, for a detector slower than the camera; set it a "
+            "little above the detector's latency. 0: only frames with an empty detection array are tracked",
+            range=(0.0, 10.0),
         ),
     )
 

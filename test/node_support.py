@@ -177,11 +177,15 @@ class Peer:
 
         return record
 
-    def publish_frame(self, rgb, K, t: float, items: list, *, info=None, image=None) -> None:
+    def publish_frame(
+        self, rgb, K, t: float, items: list | None, *, info=None, image=None
+    ) -> None:
+        """Image, camera_info and detections stamped `t`; `items` None: no detections message at all."""
         height, width = rgb.shape[:2]
         self.pub_image.publish(image or image_msg(rgb, t))
         self.pub_info.publish(info or camera_info_msg(K, width, height, t))
-        self.pub_detections.publish(detections_msg(t, items))
+        if items is not None:
+            self.pub_detections.publish(detections_msg(t, items))
 
     def spin_until(self, condition, timeout: float, executor=None) -> bool:
         import rclpy

@@ -249,6 +249,12 @@ def test_overlay_is_drawn_only_while_subscribed(
     executor.shutdown()
     t1 = t0 + 1.0
     _exchange(node, peer, t1, [("", "demo_object", pose())])
+    # The overlay is drawn after the frame's other outputs: on a busy CPU it may take a while.
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer.node)
+    assert peer.spin_until(lambda: key_of(t1) in peer.overlays, 30, executor)
+    executor.shutdown()
     node.destroy_node()
     assert calls == [1]
     overlay_msg = peer.overlays[key_of(t1)]

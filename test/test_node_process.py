@@ -344,6 +344,10 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
     )
     (array,) = peer.outputs["refined/detections"][key_of(t2)]
     assert [d.id for d in array.detections] == ["mug-1"]
+    # tracking.wait_s is 0 (the default): an image whose detections never come is not tracked.
+    peer.publish_frame(rgb, K_VGA, t2 + 0.05, None)
+    peer.spin_until(lambda: False, 1.5)
+    assert peer.details(t2 + 0.05) is None
 
     client = peer.node.create_client(Trigger, "/attn6d_refiner/reset_tracking")
     assert client.wait_for_service(timeout_sec=20.0)
@@ -362,6 +366,60 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
     t5 = t4 + 5.0
     peer.publish_frame(rgb, K_VGA, t5, [])
     assert _wait_details(peer, node, t5).refinements == []
+
+
+def test_images_whose_detections_do_not_come_are_tracked_after_wait_s(start) -> None:
+    from attn6d_ros.conversions import pose_to_matrix
+
+    node, peer = start(
+        **{
+            "tracking.enabled": True,
+            "tracking.max_age_s": 5.0,
+            "tracking.min_score": 0.0,
+            "tracking.wait_s": 1.0,
+            "diagnostics.period_s": 0.2,
+        }
+    )
+    rgb = textured_image()
+    t = time.time()
+    # No tracks yet: an image alone publishes nothing.
+    peer.publish_frame(rgb, K_VGA, t - 0.1, None)
+    peer.spin_until(lambda: False, 1.5)
+    assert peer.details(t - 0.1) is None
+
+    peer.publish_frame(rgb, K_VGA, t, [("mug-1", "demo_object", pose())])
+    first = _wait_details(peer, node, t).refinements[0]
+    assert first.error == "" and not first.tracked
+
+    t2 = t + 0.1  # the detector skips this image: refined from the last pose after wait_s
+    peer.publish_frame(rgb, K_VGA, t2, None)
+    (tracked,) = _wait_details(peer, node, t2).refinements
+    assert tracked.instance_id == "mug-1" and tracked.error == "" and tracked.tracked
+    assert np.allclose(
+        pose_to_matrix(tracked.initial_pose), pose_to_matrix(first.refined_pose), atol=1e-6
+    )
+    (array,) = peer.outputs["refined/detections"][key_of(t2)]
+    assert [d.id for d in array.detections] == ["mug-1"]
+    image_header = image_msg(np.zeros((2, 2, 3), np.uint8), t2).header
+    assert any(_same_header(m.transforms[0].header, image_header) for m in peer.tf)
+
+    # Detections later than wait_s for an image already tracked: ignored (one output per image), named.
+    peer.pub_detections.publish(detections_msg(t2, [("mug-1", "demo_object", pose())]))
+    assert peer.spin_until(
+        lambda: peer.diagnostic_values().get("late detections ignored") == "1", 20
+    ), node.log()
+    assert len(peer.outputs["refined/details"][key_of(t2)]) == 1
+    assert "set tracking.wait_s above the detector's latency" in node.log()
+
+    # Detections within wait_s win: the image is refined from them, once.
+    t3 = t + 0.2
+    peer.publish_frame(rgb, K_VGA, t3, [("mug-1", "demo_object", pose(0.02))])
+    (from_detection,) = _wait_details(peer, node, t3).refinements
+    assert not from_detection.tracked
+    peer.spin_until(lambda: False, 1.5)
+    assert len(peer.outputs["refined/details"][key_of(t3)]) == 1
+    values = peer.diagnostic_values()
+    assert values["tracked images without detections"] == "1"
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,17 @@ def test_latest_slot_replaces_waiting_items_and_counts_drops() -> None:
     assert slot.dropped == 199 and slot.take(timeout=0.0) == 199 and slot.take(timeout=0.0) is None
 
 
+def test_latest_slot_keeps_a_higher_priority_item_waiting() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    assert slot.put("detections 1", priority=1) is False
+    assert slot.put("tracked 2") is True  # refused: detections wait
+    assert slot.put("detections 3", priority=1) is True  # replaces the older detections
+    assert slot.dropped == 2 and slot.take(timeout=0.0) == "detections 3"
+    slot.put("tracked 4")
+    slot.put("tracked 5")
+    assert slot.take(timeout=0.0) == "tracked 5" and slot.dropped == 3
+
+
 def test_latest_slot_wakes_a_waiting_consumer_and_close_releases_it() -> None:
     slot: LatestSlot[str] = LatestSlot()
     got = []
