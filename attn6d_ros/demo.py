@@ -8,13 +8,15 @@ The graph:
   ``/demo/camera/ground_truth`` (geometry_msgs/PoseStamped), all with one header per frame;
 - ``coarse_detector`` (this process) turns each true pose into a noisy one (DeepIM noise: 15° per axis,
   1/1/5 cm; SceneGenerator.perturb) and publishes it as vision_msgs/Detection3DArray on
-  ``/demo/detector/detections`` with the image's header;
+  ``/demo/detector/detections`` with the image's header; with ``--detect-every N`` only every N-th frame (a
+  detector slower than the camera), and the node tracks the frames in between (tracking.wait_s);
 - ``attn6d_refiner``, the refinement node, runs as its own process (``python -m attn6d_ros.node``) in
   namespace /demo with its three inputs remapped to those topics, as a user would launch it;
 - ``demo_recorder`` (this process) pairs refined/details with the ground truth and saves the overlays.
 
 At the end it prints one JSON line: frames published and processed, ADD 0.1d accuracy of the coarse and of the
-refined poses over the processed frames, median latency, dropped frames (node back-pressure counter), and
+refined poses over the processed frames, how many of them were refined from tracks, median latency, dropped
+frames (node back-pressure counter), and
 writes every overlay as PNG plus an animated GIF to the output folder (demo_out/). The node's log goes to
 <out>/node.log. Discovery stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless set otherwise).
 """
@@ -215,6 +217,10 @@ def _make_nodes(args, model, recording: Recording):
             self.rng = np.random.default_rng(args.seed + 1)
 
         def detect(self, truth: PoseStamped) -> None:
+            stamp = truth.header.stamp
+            record = recording.frames.get(stamp.sec * 1_000_000_000 + stamp.nanosec)
+            if record is None or record.index % args.detect_every:
+                return  # a slower detector skips this frame
             T_gt = conversions.pose_to_matrix(truth.pose, "ground_truth.pose")
             T_noisy = self.generator.perturb(self.rng, T_gt)
             detection = Detection3D(header=truth.header)
@@ -266,9 +272,14 @@ def _node_command(args, log_level: str = "info") -> list[str]:
         "qos.image.reliability": "reliable",
         "qos.image.depth": 2,
     }
+    if args.detect_every > 1:
+        # Frames the detector skips are refined from the last poses (the demo's detector answers at once).
+        params |= {"tracking.enabled": True, "tracking.wait_s": 0.2}
     command = [sys.executable, "-m", "attn6d_ros.node", "--ros-args", "-r", f"__ns:={NAMESPACE}"]
     for key, value in params.items():
         command += ["-p", f"{key}:={value}"]
+    for assignment in args.param:
+        command += ["-p", assignment]
     command += [
         "-r", f"image:={NAMESPACE}/camera/image_rect",
         "-r", f"camera_info:={NAMESPACE}/camera/camera_info",
@@ -286,7 +297,7 @@ def summarize(recording: Recording, model, published: int) -> dict:
     from attn6d_ros.conversions import pose_to_matrix
     from attn6d_ros.metrics import add_or_add_s, add_success
 
-    init_ok, refined_ok, latencies, published_refined = [], [], [], 0
+    init_ok, refined_ok, latencies, published_refined, tracked = [], [], [], 0, 0
     for record in recording.frames.values():
         details = record.details
         if details is None or not details.refinements:
@@ -299,6 +310,7 @@ def summarize(recording: Recording, model, published: int) -> dict:
             error = add_or_add_s(T, record.T_gt, model.points, model.symmetric)
             bucket.append(add_success(error, model.diameter))
         published_refined += not refinement.error
+        tracked += bool(refinement.tracked)
     processed = len(latencies)
     return {
         "frames": published,
@@ -306,6 +318,7 @@ def summarize(recording: Recording, model, published: int) -> dict:
         "init_add_0.1d": round(float(np.mean(init_ok)), 4) if processed else None,
         "refined_add_0.1d": round(float(np.mean(refined_ok)), 4) if processed else None,
         "refined_published": published_refined,
+        "tracked": tracked,
         "median_latency_ms": round(statistics.median(latencies), 1) if latencies else None,
         "dropped_frames": recording.dropped_frames,
         "device": recording.device,
@@ -352,6 +365,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="background, noise and detector seed")
     parser.add_argument(
+        "--detect-every",
+        type=int,
+        default=1,
+        help="the detector answers every N-th frame; the node tracks the others (tracking.*)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="a further node parameter, e.g. min_score:=0.5 (repeatable)",
+    )
+    parser.add_argument(
         "--startup-timeout", type=float, default=180.0, help="seconds for the node to start"
     )
     return parser
@@ -359,8 +385,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.frames < 1 or not args.rate > 0:
-        print("attn6d-demo: --frames must be >= 1 and --rate > 0", file=sys.stderr)
+    if args.frames < 1 or not args.rate > 0 or args.detect_every < 1:
+        print(
+            f"attn6d-demo: --frames ({args.frames}) and --detect-every ({args.detect_every}) must be "
+            f">= 1 and --rate ({args.rate}) > 0",
+            file=sys.stderr,
+        )
+        return 2
+    bad = [p for p in args.param if ":=" not in p]
+    if bad:
+        print(f"attn6d-demo: --param expects NAME:=VALUE, got {bad}", file=sys.stderr)
         return 2
     args.checkpoint = resolve_path(args.checkpoint)
     args.objects = resolve_path(args.objects)

@@ -834,7 +834,8 @@ class RefineNode(Node):
             items.append(
                 OverlayItem(
                     model=refiner.models[job.class_id],
-                    label=job.instance_id,
+                    label=job.instance_id
+                    + (" (tracked)" if job.source.startswith("track") else ""),
                     T_init=job.T_init,
                     T=result.T if published[i] else None,
                     score=None if result is None else float(result.score),

@@ -41,14 +41,35 @@ def test_node_helpers_that_need_no_ros_do_not_import_it() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--detect-every", "0"], "--detect-every (0) must be >= 1"),
+        (["--param", "min_score=0.5"], "--param expects NAME:=VALUE, got ['min_score=0.5']"),
+    ],
+)
+def test_demo_bad_arguments_are_named(extra: list, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "attn6d_ros.demo", *extra],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr
+
+
 @pytest.mark.ros
 @pytest.mark.slow
-def test_demo_prints_one_json_line_and_writes_overlays(ros_domain: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("detect_every", [1, 2])
+def test_demo_prints_one_json_line_and_writes_overlays(
+    ros_domain: int, tmp_path: Path, detect_every: int
+) -> None:
     checkpoint = make_checkpoint(tmp_path / "m.pt")
     out = tmp_path / "demo_out"
     result = subprocess.run(
         [sys.executable, "-m", "attn6d_ros.demo", "--checkpoint", str(checkpoint), "--frames", "4",
-         "--rate", "2", "--out", str(out), "--cpu-threads", "1", "--stages", "1", "--device", "cpu"],
+         "--rate", "2", "--out", str(out), "--cpu-threads", "1", "--stages", "1", "--device", "cpu",
+         "--detect-every", str(detect_every),
+         # Random weights score anything: let every refinement start and continue a track.
+         "--param", "min_score:=0.0", "--param", "tracking.min_score:=0.0"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + (out / "node.log").read_text()
@@ -56,6 +77,11 @@ def test_demo_prints_one_json_line_and_writes_overlays(ros_domain: int, tmp_path
     assert len(lines) == 1, result.stdout
     summary = json.loads(lines[0])
     assert summary["frames"] == 4 and 1 <= summary["processed"] <= 4
+    if detect_every == 1:
+        assert summary["tracked"] == 0
+    else:  # frames 1 and 3 have no detections: refined from the poses of frames 0 and 2
+        assert 1 <= summary["tracked"] <= 2, summary
+        assert "'tracking.wait_s': 0.2" in (out / "node.log").read_text()
     for key in ("init_add_0.1d", "refined_add_0.1d"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["median_latency_ms"] > 0 and summary["dropped_frames"] >= 0
