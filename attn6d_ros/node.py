@@ -35,7 +35,6 @@ is fine in rclpy). Frames replaced in the slot while the worker is busy are coun
 from __future__ import annotations
 
 import re
-import statistics
 import sys
 import threading
 import time
@@ -47,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -60,11 +59,12 @@ from std_srvs.srv import Trigger
 from attn6d_ros import conversions, sync, tf_publisher
 from attn6d_ros.backpressure import LatestSlot
 from attn6d_ros.conversions import CoarseDetection
+from attn6d_ros.diagnostics import NodeStats, diagnostic_status
 from attn6d_ros.msg import Refinement, RefinementArray
 from attn6d_ros.objects import read_object_table
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
 from attn6d_ros.paths import resolve_path
-from attn6d_ros.tracking import Track, Tracker
+from attn6d_ros.tracking import PendingImages, Track, Tracker
 
 try:
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
@@ -75,8 +75,6 @@ except ImportError as _exc:  # pragma: no cover - a broken installation
 
 NODE_NAME = "attn6d_refiner"
 _REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
-RATE_WINDOW_S = 5.0  # rates in /diagnostics are averaged over this many seconds
-LATENCY_SAMPLES = 100  # median latency over the last this many frames
 PENDING_CHECK_S = 0.01  # how often images waiting for detections are checked (tracking.wait_s)
 WARN_REPEAT_S = (
     5.0  # a repeated per-frame warning is logged at most this often (per kind of problem)
@@ -111,42 +109,6 @@ class _Job:
     T_init: np.ndarray | None
     error: str | None
     source: str  # where it came from, for messages: "detections[3]" or "track 'mug'"
-
-
-class _Stats:
-    """Counters and sliding windows for /diagnostics; written by both threads, read by the timer."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.arrivals: dict[str, deque] = {
-            k: deque(maxlen=2000)
-            for k in ("image", "camera_info", "detections", "synced", "processed")
-        }
-        self.latency_ms: deque = deque(maxlen=LATENCY_SAMPLES)
-        self.compute_ms: deque = deque(maxlen=LATENCY_SAMPLES)
-        self.counts = {
-            "synced": 0,
-            "processed": 0,
-            "rejected_frames": 0,
-            "failed_detections": 0,
-            "below_min_score": 0,
-            "internal_errors": 0,
-            "tracked_images": 0,
-            "late_detections": 0,
-        }
-
-    def arrived(self, kind: str, now: float) -> None:
-        with self.lock:
-            self.arrivals[kind].append(now)
-
-    def add(self, key: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[key] += n
-
-    def rate(self, kind: str, now: float) -> float:
-        with self.lock:
-            times = self.arrivals[kind]
-            return sum(1 for t in times if now - t <= RATE_WINDOW_S) / RATE_WINDOW_S
 
 
 class RefineNode(Node):
@@ -189,7 +151,7 @@ class RefineNode(Node):
                 "objects_file", f"parameter 'objects_file' ({cfg.objects_file!r}): {exc}"
             ) from exc
 
-        self._stats = _Stats()
+        self._stats = NodeStats()
         self._slot: LatestSlot[_Frame] = LatestSlot()
         self._tracker = Tracker()
         self._warned: dict[str, float] = {}
@@ -207,14 +169,8 @@ class RefineNode(Node):
         self.device = "?"
         self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        # Images waiting for their detections (tracking.wait_s), by image stamp (ns): (image, info, arrival).
-        self._pending: dict[int, tuple[Image, CameraInfo, float]] = {}
-        self._synced_stamps: deque[int] = deque(
-            maxlen=256
-        )  # image stamps delivered with detections
-        self._tracked_stamps: dict[
-            int, float
-        ] = {}  # image stamps sent as image-only -> arrival time
+        # (image, camera_info) pairs waiting for their detections (tracking.wait_s).
+        self._pending: PendingImages[tuple[Image, CameraInfo]] = PendingImages(cfg.sync_queue_size)
         self._newest_frame_ns = -1  # newest image stamp sent to the worker
 
         # Outputs first: the worker publishes as soon as frames come.
@@ -322,9 +278,7 @@ class RefineNode(Node):
         self._stats.arrived("synced", now)
         self._stats.add("synced")
         stamp_ns = _stamp_ns(image.header)
-        self._pending.pop(stamp_ns, None)
-        self._synced_stamps.append(stamp_ns)
-        arrived = self._tracked_stamps.get(stamp_ns)
+        arrived = self._pending.delivered(stamp_ns)
         if arrived is not None:
             self._stats.add("late_detections")
             self._warn(
@@ -341,14 +295,9 @@ class RefineNode(Node):
         cfg = self.config
         if not (cfg.tracking_enabled and cfg.tracking_wait_s > 0):
             return
-        stamp_ns = _stamp_ns(image.header)
-        if stamp_ns in self._synced_stamps:
-            return  # its detections came first
-        self._pending[stamp_ns] = (image, info, time.monotonic())
-        if self._pending_timer.is_canceled():
+        kept = self._pending.add(_stamp_ns(image.header), (image, info), time.monotonic())
+        if kept and self._pending_timer.is_canceled():
             self._pending_timer.reset()
-        while len(self._pending) > cfg.sync_queue_size:
-            del self._pending[min(self._pending)]
 
     def _flush_pending(self) -> None:
         """Sends images whose detections are later than tracking.wait_s to the worker as image-only frames."""
@@ -357,11 +306,8 @@ class RefineNode(Node):
             return
         cfg = self.config
         now = time.monotonic()
-        for stamp_ns in sorted(self._pending):
-            image, info, arrived = self._pending[stamp_ns]
-            if now - arrived < cfg.tracking_wait_s and cfg.tracking_enabled:
-                continue
-            del self._pending[stamp_ns]
+        wait_s = cfg.tracking_wait_s if cfg.tracking_enabled else 0.0
+        for stamp_ns, (image, info), arrived in self._pending.due(now, wait_s):
             # Only newer than every frame sent (never publish out of order), and only with tracks to refine.
             if (
                 not cfg.tracking_enabled
@@ -370,9 +316,7 @@ class RefineNode(Node):
             ):
                 continue
             self._newest_frame_ns = stamp_ns
-            self._tracked_stamps[stamp_ns] = arrived
-            while len(self._tracked_stamps) > 256:
-                del self._tracked_stamps[min(self._tracked_stamps)]
+            self._pending.tracked(stamp_ns, arrived)
             self._stats.arrived("synced", now)
             empty = Detection3DArray(header=image.header)
             self._slot.put(_Frame(image, info, empty, now, image_only=True), priority=0)
@@ -426,54 +370,19 @@ class RefineNode(Node):
         self._warn("sync", self._sync_problem, repeat_s=warn_after)
 
     def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        stats = self._stats
-        with stats.lock:
-            counts = dict(stats.counts)
-            latency = statistics.median(stats.latency_ms) if stats.latency_ms else float("nan")
-            compute = statistics.median(stats.compute_ms) if stats.compute_ms else float("nan")
-        status = DiagnosticStatus()
-        status.name = f"{self.get_fully_qualified_name()}: pose refinement"
-        status.hardware_id = self.device
-        worker_alive = self._worker is not None and self._worker.is_alive()
-        if not worker_alive:
-            status.level, status.message = DiagnosticStatus.ERROR, "inference worker stopped"
-        elif self._sync_problem:
-            status.level, status.message = DiagnosticStatus.WARN, self._sync_problem
-        elif counts["internal_errors"]:
-            status.level = DiagnosticStatus.WARN
-            status.message = (
-                f"{counts['internal_errors']} frame(s) failed with an internal error (see log)"
-            )
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "ok"
-        values = {
-            "input rate image (Hz)": f"{stats.rate('image', now):.2f}",
-            "input rate camera_info (Hz)": f"{stats.rate('camera_info', now):.2f}",
-            "input rate detections (Hz)": f"{stats.rate('detections', now):.2f}",
-            "synchronized rate (Hz)": f"{stats.rate('synced', now):.2f}",
-            "processed rate (Hz)": f"{stats.rate('processed', now):.2f}",
-            "synchronized frames": str(counts["synced"]),
-            "processed frames": str(counts["processed"]),
-            "dropped frames": str(self._slot.dropped),
-            "rejected frames": str(counts["rejected_frames"]),
-            "failed detections": str(counts["failed_detections"]),
-            "below min_score": str(counts["below_min_score"]),
-            "tracked images without detections": str(counts["tracked_images"]),
-            "late detections ignored": str(counts["late_detections"]),
-            "internal errors": str(counts["internal_errors"]),
-            "median latency (ms)": f"{latency:.1f}",
-            "median compute (ms)": f"{compute:.1f}",
-            "device": self.device,
-            "tracks": str(len(self._tracker)),
-            "synchronizer": "message_filters" if sync.USING_MESSAGE_FILTERS else "fallback",
-            "tf broadcaster": "tf2_ros" if tf_publisher.USING_TF2_ROS else "fallback",
-            "image conversion": "cv_bridge" if conversions.USING_CV_BRIDGE else "numpy",
-        }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
+        array.status = [
+            diagnostic_status(
+                self._stats,
+                name=f"{self.get_fully_qualified_name()}: pose refinement",
+                device=self.device,
+                worker_alive=self._worker is not None and self._worker.is_alive(),
+                sync_problem=self._sync_problem,
+                dropped=self._slot.dropped,
+                tracks=len(self._tracker),
+            )
+        ]
         self._pub_diagnostics.publish(array)
 
     # -- worker thread ------------------------------------------------------------------------------
@@ -750,10 +659,7 @@ class RefineNode(Node):
         latency_ms = (self.get_clock().now().nanoseconds - _stamp_ns(header)) / 1e6
         details.latency_ms = float(latency_ms)
         self._pub_details.publish(details)
-        with self._stats.lock:
-            self._stats.latency_ms.append(latency_ms)
-            if compute_ms:
-                self._stats.compute_ms.append(compute_ms)
+        self._stats.frame_done(latency_ms, compute_ms)
         return published
 
     def _detection(self, header: Any, job: _Job, result: Any) -> Detection3D:

@@ -8,14 +8,22 @@ that failed or scored too low. `reset` forgets everything (the node's ~/reset_tr
 
 Thread safety: the node's inference worker updates the tracks while the executor thread may call `reset`, so
 every method takes the lock.
+
+`PendingImages` holds the images whose detections have not arrived yet (tracking.wait_s): those still without
+detections after the wait are refined from the tracks, and detections arriving later for such an image are
+recognised as late (each image is refined once). It is used by the executor thread only.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,3 +91,50 @@ class Tracker:
             count = len(self._tracks)
             self._tracks = {}
             return count
+
+
+class PendingImages(Generic[T]):
+    """Images waiting for their detections, by image stamp (ns), with arrival times (monotonic seconds).
+
+    Args:
+        capacity: most images waiting; beyond it the oldest stamp is forgotten (like a synchronizer queue).
+        history: how many stamps of delivered and of tracked images are remembered.
+    """
+
+    def __init__(self, capacity: int, history: int = 256) -> None:
+        self.capacity = capacity
+        self._waiting: dict[int, tuple[T, float]] = {}
+        self._delivered: deque[int] = deque(maxlen=history)
+        self._tracked: dict[int, float] = {}
+        self._history = history
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, stamp_ns: int, item: T, arrived_s: float) -> bool:
+        """An image without detections so far; False (not kept) when its detections were delivered already."""
+        if stamp_ns in self._delivered:
+            return False
+        self._waiting[stamp_ns] = (item, arrived_s)
+        while len(self._waiting) > self.capacity:
+            del self._waiting[min(self._waiting)]
+        return True
+
+    def delivered(self, stamp_ns: int) -> float | None:
+        """Detections arrived for the image `stamp_ns`: it stops waiting. Returns the image's arrival time
+        when it was already refined from the tracks (the detections are late), else None."""
+        self._waiting.pop(stamp_ns, None)
+        self._delivered.append(stamp_ns)
+        return self._tracked.get(stamp_ns)
+
+    def due(self, now_s: float, wait_s: float) -> list[tuple[int, T, float]]:
+        """Removes and returns (stamp_ns, item, arrival) of the images that waited `wait_s` or longer, oldest
+        stamp first."""
+        ready = sorted(s for s, (_, arrived) in self._waiting.items() if now_s - arrived >= wait_s)
+        return [(s, *self._waiting.pop(s)) for s in ready]
+
+    def tracked(self, stamp_ns: int, arrived_s: float) -> None:
+        """Records that the image `stamp_ns` went to the worker to be refined from the tracks."""
+        self._tracked[stamp_ns] = arrived_s
+        while len(self._tracked) > self._history:
+            del self._tracked[min(self._tracked)]

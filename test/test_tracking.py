@@ -5,7 +5,7 @@ import threading
 import numpy as np
 
 from attn6d_ros.backpressure import LatestSlot
-from attn6d_ros.tracking import Track, Tracker
+from attn6d_ros.tracking import PendingImages, Track, Tracker
 
 
 def _track(name: str, score: float = 0.9, stamp_s: float = 10.0) -> Track:
@@ -69,3 +69,33 @@ def test_latest_slot_wakes_a_waiting_consumer_and_close_releases_it() -> None:
     slot.close()
     waiter.join(timeout=5.0)
     assert not waiter.is_alive() and got == ["frame", None]
+
+
+def test_pending_images_come_due_after_the_wait_oldest_first() -> None:
+    pending: PendingImages[str] = PendingImages(capacity=3)
+    assert pending.add(20, "b", arrived_s=1.0) and pending.add(10, "a", arrived_s=1.05)
+    assert pending.due(now_s=1.04, wait_s=0.05) == []
+    assert pending.due(now_s=1.10, wait_s=0.05) == [(10, "a", 1.05), (20, "b", 1.0)]
+    assert len(pending) == 0 and pending.due(now_s=9.0, wait_s=0.0) == []
+
+
+def test_pending_images_with_detections_stop_waiting_and_late_ones_are_recognised() -> None:
+    pending: PendingImages[str] = PendingImages(capacity=3)
+    pending.add(10, "a", 1.0)
+    assert pending.delivered(10) is None and len(pending) == 0  # detections in time
+    assert pending.add(10, "a again", 1.1) is False  # its detections came first
+    pending.add(20, "b", 2.0)
+    ((stamp, item, arrived),) = pending.due(now_s=3.0, wait_s=0.5)
+    assert item == "b"
+    pending.tracked(stamp, arrived)
+    assert pending.delivered(20) == 2.0  # late: the image was refined from the tracks
+
+
+def test_pending_images_forget_the_oldest_beyond_capacity() -> None:
+    pending: PendingImages[int] = PendingImages(capacity=2, history=2)
+    for stamp in (1, 2, 3):
+        pending.add(stamp, stamp, 0.0)
+    assert [s for s, _, _ in pending.due(1.0, 0.0)] == [2, 3]
+    for stamp in (1, 2, 3):
+        pending.tracked(stamp, 0.0)
+    assert pending.delivered(1) is None and pending.delivered(3) == 0.0
