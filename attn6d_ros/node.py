@@ -10,7 +10,8 @@ Topics (relative, remappable), every output stamped with the input image's heade
   sync.slop).
 - out ``refined/detections`` (vision_msgs/Detection3DArray), ``refined/pose`` (geometry_msgs/PoseStamped, one
   per refined object), ``refined/details`` (attn6d_ros/RefinementArray), ``/tf``, ``debug/attention_overlay``
-  (sensor_msgs/Image rgb8, drawn only while subscribed, at most overlay.max_rate_hz), ``/diagnostics``.
+  (sensor_msgs/Image rgb8, drawn only while subscribed, at most overlay.max_rate_hz), ``debug/markers``
+  (visualization_msgs/MarkerArray for RViz, markers.py; only while subscribed), ``/diagnostics``.
 - service ``~/reset_tracking`` (std_srvs/Trigger).
 
 Tracking (tracking.*): a frame whose detection array is empty is refined from the last refined poses
@@ -55,11 +56,14 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from attn6d_ros import conversions, sync, tf_publisher
 from attn6d_ros.backpressure import LatestSlot
 from attn6d_ros.conversions import CoarseDetection
 from attn6d_ros.diagnostics import NodeStats, diagnostic_status
+from attn6d_ros.markers import MarkerItem, marker_array
+from attn6d_ros.mesh import UNIT_SCALE
 from attn6d_ros.msg import Refinement, RefinementArray
 from attn6d_ros.objects import read_object_table
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
@@ -169,6 +173,7 @@ class RefineNode(Node):
         self.device = "?"
         self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._marker_meshes: dict[str, tuple[Path, float, float]] = {}  # mesh, scale, diameter
         # (image, camera_info) pairs waiting for their detections (tracking.wait_s).
         self._pending: PendingImages[tuple[Image, CameraInfo]] = PendingImages(cfg.sync_queue_size)
         self._newest_frame_ns = -1  # newest image stamp sent to the worker
@@ -178,6 +183,7 @@ class RefineNode(Node):
         self._pub_pose = self.create_publisher(PoseStamped, "refined/pose", 10)
         self._pub_details = self.create_publisher(RefinementArray, "refined/details", 10)
         self._pub_overlay = self.create_publisher(Image, "debug/attention_overlay", 2)
+        self._pub_markers = self.create_publisher(MarkerArray, "debug/markers", 2)
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf = tf_publisher.TransformBroadcaster(self)
 
@@ -438,6 +444,7 @@ class RefineNode(Node):
             refiner.add_object(object_id, model)
             bounds = model.bounds
             self._boxes[object_id] = ((bounds[0] + bounds[1]) / 2.0, bounds[1] - bounds[0])
+            self._marker_meshes[object_id] = (spec.mesh, UNIT_SCALE[spec.units], model.diameter)
         self._model_stages = (refiner.cfg.num_stages, refiner.cfg.shared_stages)
         problem = _stages_problem(cfg.stages, *self._model_stages)
         if problem:
@@ -500,6 +507,7 @@ class RefineNode(Node):
             self._update_tracks(jobs, results, published, tracked, stamp_s, cfg)
         if rgb is not None and K is not None:
             self._maybe_overlay(refiner, frame, rgb, K, jobs, results, published, cfg)
+        self._maybe_markers(frame, jobs, results, published)
         now = time.monotonic()
         self._stats.arrived("processed", now)
         self._stats.add("processed")
@@ -754,6 +762,29 @@ class RefineNode(Node):
             )
         overlay = draw_overlay(rgb, K, items)
         self._pub_overlay.publish(conversions.rgb_to_image(overlay, frame.image.header))
+
+    def _maybe_markers(
+        self, frame: _Frame, jobs: list[_Job], results: dict[int, Any], published: list[bool]
+    ) -> None:
+        if self._pub_markers.get_subscription_count() == 0:
+            return
+        items = []
+        for i, job in enumerate(jobs):
+            if not published[i]:
+                continue
+            mesh, scale, diameter = self._marker_meshes[job.class_id]
+            tracked = " (tracked)" if job.source.startswith("track") else ""
+            items.append(
+                MarkerItem(
+                    label=f"{job.instance_id} {results[i].score:.2f}{tracked}",
+                    mesh=mesh,
+                    scale=scale,
+                    diameter_m=diameter,
+                    T=results[i].T,
+                    T_coarse=job.T_init,
+                )
+            )
+        self._pub_markers.publish(marker_array(frame.image.header, items))
 
     # -- logging helpers ----------------------------------------------------------------------------
 

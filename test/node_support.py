@@ -171,6 +171,17 @@ class Peer:
             10,
         )
 
+    def subscribe_markers(self) -> None:
+        from visualization_msgs.msg import MarkerArray
+
+        self.markers: dict[int, object] = {}
+        self._markers_sub = self.node.create_subscription(
+            MarkerArray,
+            "debug/markers",
+            lambda m: self.markers.setdefault(stamp_key(m.markers[0].header), m),
+            10,
+        )
+
     def _recorder(self, topic: str):
         def record(msg) -> None:
             self.outputs[topic][stamp_key(msg.header)].append(msg)

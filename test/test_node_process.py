@@ -15,6 +15,7 @@ import pytest
 from node_support import (
     FRAME,
     K_VGA,
+    REPO,
     NodeProcess,
     Peer,
     base_params,
@@ -51,6 +52,7 @@ def start(ros_domain: int, tmp_path: Path, checkpoint: Path):
         peer = Peer(input_depth=peer_depth)
         if overlay:
             peer.subscribe_overlay()
+            peer.subscribe_markers()
         assert peer.wait_for_node(), f"no discovery between the peer and the node:\n{node.log()}"
         return node, peer
 
@@ -82,6 +84,10 @@ def _same_header(a, b) -> bool:
 
 
 def test_every_output_carries_the_image_header(start) -> None:
+    from visualization_msgs.msg import Marker
+
+    from attn6d_ros.conversions import pose_to_matrix
+
     node, peer = start(overlay=True, tf_prefix="obj/", **{"diagnostics.period_s": 0.2})
     t = time.time()
     peer.publish_frame(
@@ -115,6 +121,29 @@ def test_every_output_carries_the_image_header(start) -> None:
     overlay = peer.overlays[key_of(t)]
     assert _same_header(overlay.header, image_header) and overlay.encoding == "rgb8"
     assert (overlay.width, overlay.height) == (640, 480)
+    assert peer.spin_until(lambda: key_of(t) in peer.markers, 20)
+    clear, *markers = peer.markers[key_of(t)].markers
+    assert clear.action == Marker.DELETEALL
+    assert all(_same_header(m.header, image_header) for m in [clear, *markers])
+    by_ns = {ns: [m for m in markers if m.ns == ns] for ns in ("refined", "coarse", "labels")}
+    assert [len(v) for v in by_ns.values()] == [2, 2, 2] and len(markers) == 6
+    mesh_uri = (REPO / "models" / "demo_object.ply").resolve().as_uri()
+    for refinement, refined, coarse, label in zip(
+        details.refinements, *by_ns.values(), strict=True
+    ):
+        assert refined.type == coarse.type == Marker.MESH_RESOURCE
+        assert refined.mesh_resource == coarse.mesh_resource == mesh_uri
+        assert (
+            refined.scale.x == refined.scale.y == refined.scale.z == 1.0
+        )  # the table says metres
+        assert np.allclose(
+            pose_to_matrix(refined.pose), pose_to_matrix(refinement.refined_pose), atol=1e-9
+        )
+        assert np.allclose(
+            pose_to_matrix(coarse.pose), pose_to_matrix(refinement.initial_pose), atol=1e-9
+        )
+        assert coarse.color.a < refined.color.a
+        assert label.text.startswith(f"{refinement.instance_id} {refinement.score:.2f}")
     status = peer.diagnostics[-1].status[0]
     values = peer.diagnostic_values()
     assert status.name.startswith("/attn6d_refiner") and status.hardware_id == "cpu"
