@@ -312,14 +312,12 @@ class RefineNode(Node):
             return
         cfg = self.config
         now = time.monotonic()
-        wait_s = cfg.tracking_wait_s if cfg.tracking_enabled else 0.0
-        for stamp_ns, (image, info), arrived in self._pending.due(now, wait_s):
+        active = cfg.tracking_enabled and cfg.tracking_wait_s > 0  # both can change at run time
+        for stamp_ns, (image, info), arrived in self._pending.due(
+            now, cfg.tracking_wait_s if active else 0.0
+        ):
             # Only newer than every frame sent (never publish out of order), and only with tracks to refine.
-            if (
-                not cfg.tracking_enabled
-                or stamp_ns <= self._newest_frame_ns
-                or not len(self._tracker)
-            ):
+            if not active or stamp_ns <= self._newest_frame_ns or not len(self._tracker):
                 continue
             self._newest_frame_ns = stamp_ns
             self._pending.tracked(stamp_ns, arrived)
