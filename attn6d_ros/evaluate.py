@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=200, help="synthetic scenes per object")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test set")
     parser.add_argument("--stages", type=int, default=None)
+    parser.add_argument(
+        "--occluder-probability",
+        type=float,
+        default=None,
+        help="share of synthetic scenes with occluders (default 0.5; 1.0 with --occlusion-range)",
+    )
+    parser.add_argument(
+        "--occlusion-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="an occluded test set: one occluder placed to hide LOW-HIGH of each object (e.g. 0.2 0.6)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--bop", type=Path, help="a BOP dataset split folder (e.g. lmo/test) instead"
@@ -189,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-cases", type=int, default=None, help="stop after this many (BOP)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.occluder_probability is not None and not 0.0 <= args.occluder_probability <= 1.0:
+        parser.error(f"--occluder-probability must be in [0, 1], got {args.occluder_probability}")
+    if args.occlusion_range is not None:
+        low, high = args.occlusion_range
+        if not 0.0 <= low < high <= 1.0:
+            parser.error(f"--occlusion-range needs 0 <= LOW < HIGH <= 1, got {low} {high}")
 
     from attn6d_ros.objects import load_objects
     from attn6d_ros.paths import resolve_path
@@ -203,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = load_objects(resolve_path(args.objects), args.ids)
         synth = SynthConfig(crop_size=refiner.cfg.crop_size)
+        if args.occlusion_range is not None:
+            synth = replace(
+                synth, occlusion_range=tuple(args.occlusion_range), occluder_probability=1.0
+            )
+        if args.occluder_probability is not None:
+            synth = replace(synth, occluder_probability=args.occluder_probability)
         cases = synthetic_cases(models, args.scenes, args.seed, synth)
     for object_id, model in models.items():
         refiner.add_object(object_id, model)
@@ -212,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         device=str(refiner.device),
         seed=args.seed,
         source=str(args.bop) if args.bop else "synthetic",
+        occluder_probability=None if args.bop else synth.occluder_probability,
+        occlusion_range=None if args.bop else synth.occlusion_range,
         seconds=round(time.perf_counter() - start, 1),
     )
     json.dump(report, sys.stdout, indent=1)

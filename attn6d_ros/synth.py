@@ -42,6 +42,11 @@ class SynthConfig:
     max_rot_noise_deg: float = 45.0  # DeepIM rejects larger perturbations
     occluder_probability: float = 0.5
     max_occlusion: float = 0.6  # of the object's silhouette
+    # Occluded scenes aim at a hidden share in this range (e.g. (0.2, 0.6) for an occluded test set): one
+    # occluder placed over the object, re-placed up to occlusion_tries times, the closest try kept. None: the
+    # default placement (1-2 occluders near the line of sight; most hide under 20 %).
+    occlusion_range: tuple[float, float] | None = None
+    occlusion_tries: int = 8
     clutter_objects: tuple[int, int] = (0, 3)  # background shapes behind the object
     later_stage_probability: float = (
         0.5  # training samples whose current pose is closer than T_init
@@ -184,23 +189,53 @@ class SceneGenerator:
         scene += [self._clutter(rng, model, T_gt) for _ in range(n_clutter)]
         n_background = len(scene)
         occluded = rng.uniform() < c.occluder_probability * difficulty
-        if occluded:
-            scene += [self._occluder(rng, model, T_gt) for _ in range(int(rng.integers(1, 3)))]
-        out = self.renderer.render_scene(scene, view.K, view.width, view.height, light=light)
-        occlusion = 0.0  # clutter stays behind the object
-        if occluded:
-            full = self.renderer.render(model, T_gt, view.K, view.width, view.height)
-            occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
-            if occlusion > c.max_occlusion:  # too much hidden: drop the occluders
-                scene = scene[:n_background]
-                out = self.renderer.render_scene(
-                    scene, view.K, view.width, view.height, light=light
-                )
+        if occluded and c.occlusion_range is not None:
+            out, occlusion = self._targeted_occlusion(rng, model, T_gt, view, scene, light)
+        else:
+            if occluded:
+                scene += [self._occluder(rng, model, T_gt) for _ in range(int(rng.integers(1, 3)))]
+            out = self.renderer.render_scene(scene, view.K, view.width, view.height, light=light)
+            occlusion = 0.0  # clutter stays behind the object
+            if occluded:
+                full = self.renderer.render(model, T_gt, view.K, view.width, view.height)
                 occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+                if occlusion > c.max_occlusion:  # too much hidden: drop the occluders
+                    scene = scene[:n_background]
+                    out = self.renderer.render_scene(
+                        scene, view.K, view.width, view.height, light=light
+                    )
+                    occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
         background = _background(rng, view.width, view.height, difficulty)
         image = np.where(out.mask[:, :, None], out.rgb.astype(np.float32), background)
         image = _augment(rng, image, view.scale, c, difficulty)
         return image, float(np.clip(occlusion, 0.0, 1.0))
+
+    def _targeted_occlusion(
+        self,
+        rng: np.random.Generator,
+        model: ObjectModel,
+        T_gt: np.ndarray,
+        view: _View,
+        scene: list,
+        light: object,
+    ) -> tuple[object, float]:
+        """One occluder over the object, re-placed until the hidden share lies in cfg.occlusion_range (at
+        most cfg.occlusion_tries renders); returns (render output, occlusion) of the closest try."""
+        low, high = self.cfg.occlusion_range
+        full = self.renderer.render(model, T_gt, view.K, view.width, view.height)
+        best = None
+        for _ in range(self.cfg.occlusion_tries):
+            occluder = self._occluder(rng, model, T_gt, lateral=(0.0, 0.45), size=(0.35, 0.8))
+            out = self.renderer.render_scene(
+                [*scene, occluder], view.K, view.width, view.height, light=light
+            )
+            occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+            miss = max(low - occlusion, occlusion - high, 0.0)
+            if best is None or miss < best[0]:
+                best = (miss, out, occlusion)
+            if miss == 0.0:
+                break
+        return best[1], best[2]
 
     def _clutter(self, rng: np.random.Generator, model: ObjectModel, T_gt: np.ndarray) -> tuple:
         """A random shape behind or beside the object."""
@@ -212,17 +247,25 @@ class SceneGenerator:
         T[:3, 3] = T_gt[:3, 3] + offset
         return _scaled(shape, model.diameter * rng.uniform(0.4, 1.2)), T
 
-    def _occluder(self, rng: np.random.Generator, model: ObjectModel, T_gt: np.ndarray) -> tuple:
-        """A random shape between the camera and the object, near its line of sight."""
+    def _occluder(
+        self,
+        rng: np.random.Generator,
+        model: ObjectModel,
+        T_gt: np.ndarray,
+        lateral: tuple[float, float] = (0.25, 0.7),
+        size: tuple[float, float] = (0.25, 0.6),
+    ) -> tuple:
+        """A random shape between the camera and the object, near its line of sight; `lateral` (offset from
+        the line of sight) and `size` are ranges in object diameters, at the object's depth."""
         shape = self.shapes[int(rng.integers(len(self.shapes)))]
         T = np.eye(4)
         T[:3, :3] = _random_rotation(rng)
         z = T_gt[2, 3] * rng.uniform(0.55, 0.85)
         centre = T_gt[:3, 3] / T_gt[2, 3] * z  # on the object's viewing ray
         angle = rng.uniform(0, 2 * np.pi)
-        lateral = rng.uniform(0.25, 0.7) * model.diameter * z / T_gt[2, 3]
+        lateral = rng.uniform(*lateral) * model.diameter * z / T_gt[2, 3]
         T[:3, 3] = centre + lateral * np.array([np.cos(angle), np.sin(angle), 0.0])
-        size = model.diameter * z / T_gt[2, 3] * rng.uniform(0.25, 0.6)
+        size = model.diameter * z / T_gt[2, 3] * rng.uniform(*size)
         return _scaled(shape, size), T
 
     # -- training and test samples ----------------------------------------------------------------------

@@ -52,6 +52,38 @@ def test_synthetic_cases_are_fixed_by_the_seed(models: dict) -> None:
         np.testing.assert_array_equal(x.T_init, y.T_init)
 
 
+def test_occluder_probability_sets_how_many_scenes_are_occluded(models: dict) -> None:
+    never = synthetic_cases(
+        models, 6, seed=3, synth=SynthConfig(crop_size=64, occluder_probability=0.0)
+    )
+    always = synthetic_cases(
+        models, 6, seed=3, synth=SynthConfig(crop_size=64, occluder_probability=1.0)
+    )
+    assert all(case.occlusion == 0.0 for case in never)
+    assert sum(case.occlusion > 0.0 for case in always) >= 4  # over 60 % hidden: occluders dropped
+
+
+def test_occlusion_range_places_the_occluder_to_hide_that_share(models: dict) -> None:
+    synth = SynthConfig(crop_size=64, occluder_probability=1.0, occlusion_range=(0.2, 0.6))
+    cases = synthetic_cases(models, 8, seed=3, synth=synth)
+    assert sum(0.2 <= case.occlusion <= 0.6 for case in cases) >= 7
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--occluder-probability", "1.5"], "--occluder-probability must be in [0, 1], got 1.5"),
+        (["--occlusion-range", "0.6", "0.2"], "--occlusion-range needs 0 <= LOW < HIGH <= 1"),
+    ],
+)
+def test_cli_refuses_bad_occlusion_settings(arguments: list, message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "attn6d_ros.evaluate", *arguments],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 2 and message in out.stderr
+
+
 @pytest.mark.slow
 def test_cli_prints_one_json_object(tmp_path: Path) -> None:
     checkpoint = tmp_path / "m.pt"
@@ -63,4 +95,5 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
     )  # fmt: skip
     report = json.loads(out.stdout)
     assert report["source"] == "synthetic" and report["cases"] == 3
+    assert report["occluder_probability"] == 0.5 and report["occlusion_range"] is None
     assert set(report["objects"]) == {"demo_object"}
