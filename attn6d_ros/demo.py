@@ -175,6 +175,10 @@ def _make_nodes(args, model, recording: Recording):
     from attn6d_ros.msg import RefinementArray
     from attn6d_ros.synth import SceneGenerator, SynthConfig
 
+    def record_of(header) -> FrameRecord | None:
+        """The frame stamped as `header` (None for a stamp this demo did not publish)."""
+        return recording.frames.get(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+
     class SyntheticCamera(Node):
         def __init__(self) -> None:
             super().__init__("synthetic_camera", namespace=f"{NAMESPACE}/camera")
@@ -217,8 +221,7 @@ def _make_nodes(args, model, recording: Recording):
             self.rng = np.random.default_rng(args.seed + 1)
 
         def detect(self, truth: PoseStamped) -> None:
-            stamp = truth.header.stamp
-            record = recording.frames.get(stamp.sec * 1_000_000_000 + stamp.nanosec)
+            record = record_of(truth.header)
             if record is None or record.index % args.detect_every:
                 return  # a slower detector skips this frame
             T_gt = conversions.pose_to_matrix(truth.pose, "ground_truth.pose")
@@ -238,16 +241,13 @@ def _make_nodes(args, model, recording: Recording):
             self.create_subscription(Image, "debug/attention_overlay", self.on_overlay, 50)
             self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
 
-        def _record(self, header) -> FrameRecord | None:
-            return recording.frames.get(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
-
         def on_details(self, msg: RefinementArray) -> None:
-            record = self._record(msg.header)
+            record = record_of(msg.header)
             if record is not None:
                 record.details = msg
 
         def on_overlay(self, msg: Image) -> None:
-            record = self._record(msg.header)
+            record = record_of(msg.header)
             if record is not None:
                 record.overlay = conversions.image_to_rgb(msg)
 

@@ -114,6 +114,11 @@ class _Job:
     error: str | None
     source: str  # where it came from, for messages: "detections[3]" or "track 'mug'"
 
+    @property
+    def tracked(self) -> bool:
+        """Refined from a track (the last refined pose), not from a detection."""
+        return self.source.startswith("track")
+
 
 class RefineNode(Node):
     """Refines coarse 6D poses from a detector (module docstring). Parameters: params.NodeConfig.
@@ -462,22 +467,20 @@ class RefineNode(Node):
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
         if frame.image_only:
             # Nothing was asked for this image: without live tracks it publishes nothing.
-            if not (
-                cfg.tracking_enabled
-                and self._tracker.priors(stamp_s, cfg.tracking_max_age_s, cfg.tracking_min_score)
-            ):
+            jobs = self._tracked_jobs(stamp_s, cfg) if cfg.tracking_enabled else []
+            if not jobs:
                 return
             self._stats.add("tracked_images")
         frame_error, rgb, K = self._decode(frame)
-        detections = conversions.parse_detections(
-            frame.detections, refiner.object_ids, header.frame_id
-        )
-        tracked = False
-        if not detections and cfg.tracking_enabled:
-            jobs = self._tracked_jobs(stamp_s, cfg)
-            tracked = bool(jobs)
-        else:
-            jobs = self._detection_jobs(detections)
+        if not frame.image_only:
+            detections = conversions.parse_detections(
+                frame.detections, refiner.object_ids, header.frame_id
+            )
+            if not detections and cfg.tracking_enabled:
+                jobs = self._tracked_jobs(stamp_s, cfg)
+            else:
+                jobs = self._detection_jobs(detections)
+        tracked = any(job.tracked for job in jobs)
         if frame_error:
             for job in jobs:
                 own = f"; {job.error}" if job.error else ""
@@ -622,7 +625,7 @@ class RefineNode(Node):
                 object_id=job.class_id,
                 instance_id=job.instance_id,
                 error=error or "",
-                tracked=job.source.startswith("track"),
+                tracked=job.tracked,
             )
             refinement.initial_pose = job.initial_pose
             refinement.refined_pose = job.initial_pose
@@ -746,8 +749,7 @@ class RefineNode(Node):
             items.append(
                 OverlayItem(
                     model=refiner.models[job.class_id],
-                    label=job.instance_id
-                    + (" (tracked)" if job.source.startswith("track") else ""),
+                    label=job.instance_id + (" (tracked)" if job.tracked else ""),
                     T_init=job.T_init,
                     T=result.T if published[i] else None,
                     score=None if result is None else float(result.score),
@@ -771,7 +773,7 @@ class RefineNode(Node):
             if not published[i]:
                 continue
             mesh, scale, diameter = self._marker_meshes[job.class_id]
-            tracked = " (tracked)" if job.source.startswith("track") else ""
+            tracked = " (tracked)" if job.tracked else ""
             items.append(
                 MarkerItem(
                     label=f"{job.instance_id} {results[i].score:.2f}{tracked}",

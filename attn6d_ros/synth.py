@@ -198,13 +198,13 @@ class SceneGenerator:
             occlusion = 0.0  # clutter stays behind the object
             if occluded:
                 full = self.renderer.render(model, T_gt, view.K, view.width, view.height)
-                occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+                occlusion = _hidden_share(out, full)
                 if occlusion > c.max_occlusion:  # too much hidden: drop the occluders
                     scene = scene[:n_background]
                     out = self.renderer.render_scene(
                         scene, view.K, view.width, view.height, light=light
                     )
-                    occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+                    occlusion = _hidden_share(out, full)
         background = _background(rng, view.width, view.height, difficulty)
         image = np.where(out.mask[:, :, None], out.rgb.astype(np.float32), background)
         image = _augment(rng, image, view.scale, c, difficulty)
@@ -229,7 +229,7 @@ class SceneGenerator:
             out = self.renderer.render_scene(
                 [*scene, occluder], view.K, view.width, view.height, light=light
             )
-            occlusion = 1.0 - (out.instance == 1).sum() / max(full.mask.sum(), 1)
+            occlusion = _hidden_share(out, full)
             miss = max(low - occlusion, occlusion - high, 0.0)
             if best is None or miss < best[0]:
                 best = (miss, out, occlusion)
@@ -423,6 +423,12 @@ def _procedural_shapes() -> list[ObjectModel]:
         colors = np.where(stripes, base, other)
         shapes.append(model_from_arrays(vertices * 0.1, faces, colors, name=f"shape{i}"))
     return shapes
+
+
+def _hidden_share(scene_render: object, object_render: object) -> float:
+    """Share of the object's silhouette (`object_render`, the object alone) that the scene (`scene_render`,
+    object = instance 1) hides."""
+    return 1.0 - (scene_render.instance == 1).sum() / max(object_render.mask.sum(), 1)
 
 
 def _scaled(model: ObjectModel, diameter: float) -> ObjectModel:

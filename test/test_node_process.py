@@ -349,23 +349,15 @@ def test_stamps_that_never_match_are_warned_about_naming_them(start) -> None:
     assert not peer.outputs["refined/details"]
 
 
-def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> None:
-    import rclpy
-    from std_srvs.srv import Trigger
-
+def _detect_then_track(peer: Peer, node, rgb, t: float, t2: float, items_t2: list | None) -> None:
+    """Detects 'mug-1' at `t`, then checks that the frame at `t2` (`items_t2`: [] for an empty detection
+    array, None for no detections message) is refined from the pose refined at `t` and published."""
     from attn6d_ros.conversions import pose_to_matrix
 
-    node, peer = start(
-        **{"tracking.enabled": True, "tracking.max_age_s": 2.0, "tracking.min_score": 0.0}
-    )
-    rgb = textured_image()
-    t = time.time()
     peer.publish_frame(rgb, K_VGA, t, [("mug-1", "demo_object", pose())])
     first = _wait_details(peer, node, t).refinements[0]
     assert first.error == "" and not first.tracked
-
-    t2 = t + 0.1  # no detections: the last refined pose is the prior
-    peer.publish_frame(rgb, K_VGA, t2, [])
+    peer.publish_frame(rgb, K_VGA, t2, items_t2)
     (tracked,) = _wait_details(peer, node, t2).refinements
     assert tracked.instance_id == "mug-1" and tracked.error == "" and tracked.tracked
     assert np.allclose(
@@ -373,6 +365,19 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
     )
     (array,) = peer.outputs["refined/detections"][key_of(t2)]
     assert [d.id for d in array.detections] == ["mug-1"]
+
+
+def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> None:
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    node, peer = start(
+        **{"tracking.enabled": True, "tracking.max_age_s": 2.0, "tracking.min_score": 0.0}
+    )
+    rgb = textured_image()
+    t = time.time()
+    t2 = t + 0.1  # an empty detection array: the last refined pose is the prior
+    _detect_then_track(peer, node, rgb, t, t2, [])
     # tracking.wait_s is 0 (the default): an image whose detections never come is not tracked.
     peer.publish_frame(rgb, K_VGA, t2 + 0.05, None)
     peer.spin_until(lambda: False, 1.5)
@@ -398,7 +403,6 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
 
 
 def test_images_whose_detections_do_not_come_are_tracked_after_wait_s(start) -> None:
-    from attn6d_ros.conversions import pose_to_matrix
 
     node, peer = start(
         **{
@@ -416,19 +420,8 @@ def test_images_whose_detections_do_not_come_are_tracked_after_wait_s(start) -> 
     peer.spin_until(lambda: False, 1.5)
     assert peer.details(t - 0.1) is None
 
-    peer.publish_frame(rgb, K_VGA, t, [("mug-1", "demo_object", pose())])
-    first = _wait_details(peer, node, t).refinements[0]
-    assert first.error == "" and not first.tracked
-
     t2 = t + 0.1  # the detector skips this image: refined from the last pose after wait_s
-    peer.publish_frame(rgb, K_VGA, t2, None)
-    (tracked,) = _wait_details(peer, node, t2).refinements
-    assert tracked.instance_id == "mug-1" and tracked.error == "" and tracked.tracked
-    assert np.allclose(
-        pose_to_matrix(tracked.initial_pose), pose_to_matrix(first.refined_pose), atol=1e-6
-    )
-    (array,) = peer.outputs["refined/detections"][key_of(t2)]
-    assert [d.id for d in array.detections] == ["mug-1"]
+    _detect_then_track(peer, node, rgb, t, t2, None)
     image_header = image_msg(np.zeros((2, 2, 3), np.uint8), t2).header
     assert any(_same_header(m.transforms[0].header, image_header) for m in peer.tf)
 
