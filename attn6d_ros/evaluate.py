@@ -1,7 +1,8 @@
 """Evaluation: accuracy of initial and per-stage poses on a fixed synthetic test set or a BOP folder.
 
 `attn6d-eval` prints one JSON object: per object and averaged over objects, for the initial poses and after
-every stage, ADD(-S) at 0.1 d, 2D projection at 5 px, 5 cm 5°, median rotation / translation errors, the
+every stage, ADD(-S) at 0.1 d, 2D projection at 5 px, 5 cm 5°, median rotation / translation errors and the
+translation's share along the camera axis (median depth error: the hardest part to see in a crop), the
 same ADD(-S) accuracy per occlusion bucket (0-20 %, 20-40 %, 40-60 %), and milliseconds per object.
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
@@ -84,6 +85,7 @@ def evaluate(
         rows[case.object_id].append(
             {
                 "errors": errors,
+                "depth_err": [abs(T[2, 3] - case.T_gt[2, 3]) for T in poses],
                 "occlusion": case.occlusion,
                 "ms": result.elapsed_ms,
                 "ok": result.ok,
@@ -122,6 +124,10 @@ def _summary(rows: list[dict], n_stages: int) -> dict:
             lab: float(np.median([r["errors"][k].trans_err for r in rows]) * 1000)
             for k, lab in enumerate(labels)
         },
+        "median_depth_err_mm": {
+            lab: float(np.median([r["depth_err"][k] for r in rows]) * 1000)
+            for k, lab in enumerate(labels)
+        },
         "occlusion": {},
         "ms_per_object": float(np.mean([r["ms"] for r in rows])),
         "failed": sum(not r["ok"] for r in rows),
@@ -148,7 +154,14 @@ def _mean(per_object: dict[str, dict]) -> dict:
         return {}
     summaries = list(per_object.values())
     out: dict = {"count": sum(s["count"] for s in summaries)}
-    for key in ("add_0.1d", "proj_5px", "5cm_5deg", "median_rot_err_deg", "median_trans_err_mm"):
+    for key in (
+        "add_0.1d",
+        "proj_5px",
+        "5cm_5deg",
+        "median_rot_err_deg",
+        "median_trans_err_mm",
+        "median_depth_err_mm",
+    ):
         out[key] = {
             lab: float(np.mean([s[key][lab] for s in summaries])) for lab in summaries[0][key]
         }

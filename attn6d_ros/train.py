@@ -89,6 +89,9 @@ class TrainConfig:
     grad_clip: float = 5.0
     point_loss_weight: float = 0.25  # the paper's factor on the mean squared point distance
     direct_loss_weight: float = 1.0
+    # Weights of the direct terms: image shift, depth, rotation (e.g. (1, 3, 1) to press on depth, which
+    # limits ADD once rotation is within a few degrees; README, "Shipped weights").
+    direct_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     curriculum_samples: int = 200_000  # difficulty ramps from 0 to 1 over these samples
     num_workers: int = 1  # data processes (each renders with its own EGL context)
     threads: int = 0  # torch threads in the main process (0: torch's default)
@@ -105,6 +108,17 @@ class TrainConfig:
         cfg = dataclass_from_dict(TrainConfig, values, "train config")
         if cfg.model not in ("lite", "full"):
             raise ValueError(f"model must be 'lite' or 'full', got {cfg.model!r}")
+        weights = cfg.direct_term_weights
+        numbers = all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+        if (
+            len(weights) != 3
+            or not numbers
+            or not all(math.isfinite(w) and w >= 0 for w in weights)
+        ):
+            raise ValueError(
+                "direct_term_weights must be three finite weights >= 0 (image shift, depth, rotation), "
+                f"got {list(weights)}"
+            )
         if cfg.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {cfg.batch_size}")
         return cfg
@@ -192,6 +206,9 @@ class TrainingStep(torch.nn.Module):
         # (batch, R, t) -> normalised renders at those poses; unrolled training only.
         self.render_stage = render_stage
         self.scales = DirectLossScales.for_crop(net.cfg.crop_size)
+        self.register_buffer(
+            "term_weights", torch.tensor(cfg.direct_term_weights, dtype=torch.float32)
+        )
         self.amp = False
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -221,7 +238,7 @@ class TrainingStep(torch.nn.Module):
             direct = direct_update_loss(out, xy_t, dz_t, rv_t, self.scales, symmetric)
             stage = (
                 cfg.point_loss_weight * point.mean()
-                + cfg.direct_loss_weight * direct.sum(1).mean()
+                + cfg.direct_loss_weight * (direct * self.term_weights).sum(1).mean()
             )
             loss = loss + stage / self.n_stages
             R, t = R_new, t_new  # no stop-gradient between stages (paper_facts.md §2.6)

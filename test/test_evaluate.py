@@ -44,6 +44,22 @@ def test_identity_refiner_keeps_initial_accuracy(models: dict) -> None:
     json.dumps(report)  # JSON-able
 
 
+def test_depth_error_is_the_translation_error_along_the_camera_axis(models: dict) -> None:
+    case = synthetic_cases(models, 1, seed=2, synth=SynthConfig(crop_size=64))[0]
+    deeper, sideways = case.T_gt.copy(), case.T_gt.copy()
+    deeper[2, 3] += 0.02  # metres
+    sideways[0, 3] += 0.02
+    cases = [EvalCase(case.image, case.K, "demo_object", case.T_gt, T, 0.0)
+             for T in (deeper, deeper, sideways)]  # fmt: skip
+    refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
+    refiner.add_object("demo_object", models["demo_object"])
+    report = evaluate(refiner, cases, models, stages=1)
+    summary = report["objects"]["demo_object"]
+    assert summary["median_depth_err_mm"]["init"] == pytest.approx(20.0)  # two of three deeper
+    assert summary["median_trans_err_mm"]["init"] == pytest.approx(20.0)
+    assert report["mean"]["median_depth_err_mm"] == summary["median_depth_err_mm"]
+
+
 def test_synthetic_cases_are_fixed_by_the_seed(models: dict) -> None:
     a = synthetic_cases(models, 2, seed=5, synth=SynthConfig(crop_size=64))
     b = synthetic_cases(models, 2, seed=5, synth=SynthConfig(crop_size=64))

@@ -52,11 +52,46 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(None, ["batch_size=big"])
     with pytest.raises(ValueError, match="unknown model_overrides keys"):
         load_train_config(None, ["model_overrides={dropout: 0.5}"]).model_config()
+    with pytest.raises(ValueError, match=r"direct_term_weights must be three .* got \[1, -2, 1\]"):
+        load_train_config(None, ["direct_term_weights=[1, -2, 1]"])
+    with pytest.raises(ValueError, match=r"direct_term_weights must be three .* got \[1, 1\]"):
+        load_train_config(None, ["direct_term_weights=[1, 1]"])
     cfg = load_train_config(None, ["lr=1", "object_ids=[a, b]"])
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.object_ids == ("a", "b")
     assert (
         load_train_config(None, ["model_overrides={crop_size: 96}"]).model_config().crop_size == 96
     )
+
+
+def test_direct_term_weights_pick_the_terms_of_the_loss() -> None:
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    batch = _batch(model, count=2)
+    net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)).eval()
+    for weights, term in (((0.0, 1.0, 0.0), "z"), ((0.0, 0.0, 2.0), "rot")):
+        cfg = TrainConfig(point_loss_weight=0.0, direct_term_weights=weights)
+        step = TrainingStep(net, cfg, **_object_tensors(model))
+        with torch.no_grad():
+            loss, terms = step(batch)
+        assert float(loss) == pytest.approx(max(weights) * float(terms[term]), rel=1e-5)
+        assert float(terms[term]) > 0
+
+
+def _batch(model, count: int, difficulty: float = 1.0) -> dict:
+    generator = SceneGenerator([model], SynthConfig(crop_size=64, later_stage_probability=0.0))
+    samples = [generator.training_sample(5, i, difficulty=difficulty) for i in range(count)]
+    generator.renderer.close()
+    batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+    for key in ("T_gt", "T_init", "T_cur", "K", "zoom"):
+        batch[key] = batch[key].float()
+    return batch
+
+
+def _object_tensors(model) -> dict:
+    return {
+        "points": torch.from_numpy(model.points).float()[None],
+        "diameters": torch.tensor([model.diameter]),
+        "symmetric": torch.tensor([False]),
+    }
 
 
 @pytest.mark.slow
@@ -65,17 +100,9 @@ def test_lite_refiner_overfits_one_object() -> None:
     # fixed batch of perturbed poses must bring the one-step point error clearly below the initial one.
     torch.manual_seed(0)
     model = load_mesh(REPO / "models" / "demo_object.ply")
-    generator = SceneGenerator([model], SynthConfig(crop_size=64, later_stage_probability=0.0))
-    samples = [generator.training_sample(5, i, difficulty=0.5) for i in range(16)]
-    batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
-    for key in ("T_gt", "T_init", "T_cur", "K", "zoom"):
-        batch[key] = batch[key].float()
+    batch = _batch(model, count=16, difficulty=0.5)
     net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True))
-    cfg = TrainConfig(unroll=False)
-    step = TrainingStep(
-        net, cfg, points=torch.from_numpy(model.points).float()[None],
-        diameters=torch.tensor([model.diameter]), symmetric=torch.tensor([False]),
-    )  # fmt: skip
+    step = TrainingStep(net, TrainConfig(unroll=False), **_object_tensors(model))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def point_error() -> float:
