@@ -85,7 +85,6 @@ def evaluate(
         rows[case.object_id].append(
             {
                 "errors": errors,
-                "depth_err": [abs(T[2, 3] - case.T_gt[2, 3]) for T in poses],
                 "occlusion": case.occlusion,
                 "ms": result.elapsed_ms,
                 "ok": result.ok,
@@ -111,23 +110,18 @@ def _summary(rows: list[dict], n_stages: int) -> dict:
         return {lab: _mean_or_none([getattr(r["errors"][k], key) for r in subset])
                 for k, lab in enumerate(labels)}  # fmt: skip
 
+    def median(key: str, scale: float = 1.0) -> dict[str, float]:
+        return {lab: float(np.median([getattr(r["errors"][k], key) for r in rows]) * scale)
+                for k, lab in enumerate(labels)}  # fmt: skip
+
     summary = {
         "count": len(rows),
         "add_0.1d": rate("add_success", rows),
         "proj_5px": rate("proj_success", rows),
         "5cm_5deg": rate("cm_deg_success", rows),
-        "median_rot_err_deg": {
-            lab: float(np.median([r["errors"][k].rot_err_deg for r in rows]))
-            for k, lab in enumerate(labels)
-        },
-        "median_trans_err_mm": {
-            lab: float(np.median([r["errors"][k].trans_err for r in rows]) * 1000)
-            for k, lab in enumerate(labels)
-        },
-        "median_depth_err_mm": {
-            lab: float(np.median([r["depth_err"][k] for r in rows]) * 1000)
-            for k, lab in enumerate(labels)
-        },
+        "median_rot_err_deg": median("rot_err_deg"),
+        "median_trans_err_mm": median("trans_err", 1000),
+        "median_depth_err_mm": median("depth_err", 1000),
         "occlusion": {},
         "ms_per_object": float(np.mean([r["ms"] for r in rows])),
         "failed": sum(not r["ok"] for r in rows),

@@ -68,6 +68,7 @@ class PoseErrors:
         proj_success: ``proj_px < 5`` pixels (strict).
         rot_err_deg: geodesic rotation error, degrees, in [0, 180].
         trans_err: translation error, metres.
+        depth_err: the translation error along the camera's optical axis, ``|t_z - t_z_gt|``, metres.
         cm_deg_success: ``trans_err < 0.05`` and ``rot_err_deg < 5`` (strict, 5 cm 5°).
     """
 
@@ -77,6 +78,7 @@ class PoseErrors:
     proj_success: bool
     rot_err_deg: float
     trans_err: float
+    depth_err: float
     cm_deg_success: bool
 
 
@@ -554,6 +556,7 @@ def pose_errors(
         proj_success=projection_success(proj_px),
         rot_err_deg=rot_err_deg,
         trans_err=trans_err,
+        depth_err=float(abs(T_est[2, 3] - T_gt[2, 3])),
         cm_deg_success=trans_err < CM_DEG_MAX_TRANSLATION
         and rot_err_deg < CM_DEG_MAX_ROTATION_DEG,
     )

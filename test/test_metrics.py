@@ -209,6 +209,7 @@ def test_pose_errors_bundles_the_individual_metrics() -> None:
         proj_success=True,
         rot_err_deg=rot_err_deg,
         trans_err=trans_err,
+        depth_err=abs(T_est[2, 3] - T_gt[2, 3]),
         cm_deg_success=cm_deg,
     )
     assert m.pose_errors(T_est, T_gt, K_LM, points, diameter, symmetric=True) == m.PoseErrors(
@@ -218,6 +219,7 @@ def test_pose_errors_bundles_the_individual_metrics() -> None:
         proj_success=True,
         rot_err_deg=rot_err_deg,
         trans_err=trans_err,
+        depth_err=abs(T_est[2, 3] - T_gt[2, 3]),
         cm_deg_success=cm_deg,
     )
 

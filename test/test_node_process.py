@@ -403,7 +403,6 @@ def test_tracking_refines_from_the_last_poses_and_reset_clears_them(start) -> No
 
 
 def test_images_whose_detections_do_not_come_are_tracked_after_wait_s(start) -> None:
-
     node, peer = start(
         **{
             "tracking.enabled": True,
