@@ -199,6 +199,7 @@ def test_pose_errors_bundles_the_individual_metrics() -> None:
     proj_px = m.projection_error_px(T_est, T_gt, K_LM, points)
     rot_err_deg = rotation_error_deg(T_est, T_gt)
     trans_err = translation_error(T_est, T_gt)
+    depth_err = abs(T_est[2, 3] - T_gt[2, 3])
     # re is 5° up to round-off, so the 5 cm 5° verdict is whatever cm_deg_success says, not a constant.
     cm_deg = m.cm_deg_success(T_est, T_gt)
     # 0.1 d = 12.33 mm lies between ADI (10.51 mm) and ADD (13.56 mm): the flag picks the metric.
@@ -209,7 +210,7 @@ def test_pose_errors_bundles_the_individual_metrics() -> None:
         proj_success=True,
         rot_err_deg=rot_err_deg,
         trans_err=trans_err,
-        depth_err=abs(T_est[2, 3] - T_gt[2, 3]),
+        depth_err=depth_err,
         cm_deg_success=cm_deg,
     )
     assert m.pose_errors(T_est, T_gt, K_LM, points, diameter, symmetric=True) == m.PoseErrors(
@@ -219,7 +220,7 @@ def test_pose_errors_bundles_the_individual_metrics() -> None:
         proj_success=True,
         rot_err_deg=rot_err_deg,
         trans_err=trans_err,
-        depth_err=abs(T_est[2, 3] - T_gt[2, 3]),
+        depth_err=depth_err,
         cm_deg_success=cm_deg,
     )
 
