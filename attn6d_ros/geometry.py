@@ -87,6 +87,32 @@ def backproject(K: np.ndarray, uv: np.ndarray, depth: np.ndarray | float) -> np.
     return np.stack([x * z, y * z, z], axis=1)
 
 
+def rigid_flow_px(
+    K: np.ndarray, depth_m: np.ndarray, T_cam_from: np.ndarray, T_cam_to: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image motion of an object's surface when its pose changes from ``T_cam_from`` to ``T_cam_to``.
+
+    Args:
+        K: intrinsics of the image the depth was rendered into.
+        depth_m: (H, W) depth of the object at ``T_cam_from``, metres along the optical axis (0 = none).
+        T_cam_from, T_cam_to: the two object poses.
+    Returns:
+        flow (H, W, 2) float32 pixels (du, dv) where each surface point moves to (0 off the object), and
+        valid (H, W) bool, the pixels that show the object.
+    """
+    depth_m = np.asarray(depth_m)
+    valid = depth_m > 0
+    flow = np.zeros((*depth_m.shape, 2), np.float32)
+    if not valid.any():
+        return flow, valid
+    v, u = np.nonzero(valid)
+    uv = np.stack([u, v], axis=1).astype(np.float64)
+    points_cam = backproject(K, uv, depth_m[valid])
+    T_to_from = T_cam_to @ invert_pose(T_cam_from)
+    flow[valid] = project(K, transform_points(T_to_from, points_cam)) - uv
+    return flow, valid
+
+
 def quat_xyzw_to_matrix(q_xyzw: np.ndarray, name: str = "quaternion") -> np.ndarray:
     """Converts a quaternion (x, y, z, w) to a 3x3 rotation matrix; normalises it first.
 

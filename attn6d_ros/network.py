@@ -49,6 +49,10 @@ class ModelConfig:
         10.0  # crop pixels per unit of the raw xy output (ours; see PoseHeadOutputs)
     )
     z_output_scale: float = 300.0  # paper depth units (1/3000) per unit of the raw z output (ours)
+    # Ours, a training aid (DeepIM's auxiliary flow): a 1x1 conv reads the image motion between render and
+    # image off every grid cell, so the backbone learns local correspondence, which rotation needs. Used by
+    # the training loss only; inference never runs it.
+    flow_head: bool = False
 
     def __post_init__(self) -> None:
         if self.crop_size % 4 or self.crop_size < 32:
@@ -238,12 +242,15 @@ class PoseHeadOutputs:
     dz: (B,) depth output in the paper's units: the translation is scaled by exp(dz / 3000).
     quat_xyzw: (B, 4) unnormalised rotation (paper's q̃), applied in the camera frame.
     attention: (B, 3, G, G) the xy, z and rotation maps; each sums to 1.
+    flow_px: (B, 2, G, G) image motion of the rendered object per grid cell, crop pixels; only in training
+        mode with `ModelConfig.flow_head`, else None.
     """
 
     xy_px: torch.Tensor
     dz: torch.Tensor
     quat_xyzw: torch.Tensor
     attention: torch.Tensor
+    flow_px: torch.Tensor | None = None
 
 
 class AttentionHead(nn.Module):
@@ -298,6 +305,10 @@ class StageNet(nn.Module):
         self.heads = nn.ModuleList(
             AttentionHead(c, cfg.head_channels, n, cfg.pooling) for n in (2, 1, 4)
         )
+        self.flow_head = nn.Conv2d(c, 2, 1) if cfg.flow_head else None
+        if self.flow_head is not None:  # starts at "no motion", like the pose outputs
+            nn.init.zeros_(self.flow_head.weight)
+            nn.init.zeros_(self.flow_head.bias)
 
     def forward(self, image: torch.Tensor, render: torch.Tensor) -> PoseHeadOutputs:
         """image, render: (B, 3, S, S), each scaled to about [-0.5, 0.5] (see `normalize_crop`)."""
@@ -308,11 +319,15 @@ class StageNet(nn.Module):
         xy, z, q = outputs
         g = self.cfg.grid_size
         identity = q.new_tensor([0.0, 0.0, 0.0, 1.0])
+        flow = None
+        if self.flow_head is not None and self.training:
+            flow = self.flow_head(x) * self.cfg.xy_output_scale
         return PoseHeadOutputs(
             xy_px=xy * self.cfg.xy_output_scale,
             dz=z[:, 0] * self.cfg.z_output_scale,
             quat_xyzw=q + identity,
             attention=torch.stack(maps, dim=1).view(-1, 3, g, g),
+            flow_px=flow,
         )
 
 
@@ -480,6 +495,27 @@ class DirectLossScales:
     def for_crop(cls, crop_size: int) -> DirectLossScales:
         """The defaults with the image-shift scale grown in proportion to the crop side (pixels)."""
         return cls(xy_px=cls.xy_px * crop_size / 96)
+
+
+def flow_loss(
+    flow_px: torch.Tensor, flow_target_px: torch.Tensor, scale_px: float
+) -> torch.Tensor:
+    """Smooth-L1 between the predicted grid flow and the rendered object's true image motion, per sample (B,).
+
+    flow_px: (B, 2, G, G) network output; flow_target_px: (B, S, S, 2) per-pixel motion of the rendered
+    object (synth.py's "flow"), NaN off the object. The target is averaged over each cell's object pixels;
+    cells with no object pixel are left out. Normalised by `scale_px` like the image-shift term.
+    """
+    g = flow_px.shape[-1]
+    target = flow_target_px.permute(0, 3, 1, 2)
+    on_object = torch.isfinite(target).all(dim=1, keepdim=True)
+    target = torch.where(on_object, target, torch.zeros_like(target))
+    on_object = on_object.to(target.dtype)
+    cover = F.adaptive_avg_pool2d(on_object, g)  # (B, 1, G, G) share of object pixels per cell
+    mean_target = F.adaptive_avg_pool2d(target, g) / cover.clamp_min(1e-6)
+    cell = (cover > 0).to(target.dtype)
+    err = F.smooth_l1_loss(flow_px / scale_px, mean_target / scale_px, reduction="none").sum(1)
+    return (err * cell[:, 0]).flatten(1).sum(1) / cell.flatten(1).sum(1).clamp_min(1.0)
 
 
 def direct_update_loss(

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from attn6d_ros.config import dataclass_from_dict
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
-from attn6d_ros.geometry import axis_angle_to_matrix
+from attn6d_ros.geometry import axis_angle_to_matrix, rigid_flow_px
 from attn6d_ros.mesh import ObjectModel, model_from_arrays
 from attn6d_ros.render import Light, Renderer
 
@@ -274,8 +274,9 @@ class SceneGenerator:
         """One single-stage training sample (see module docstring).
 
         `difficulty` in [0, 1] scales perturbations (from 0.3x) and clutter for a curriculum.
-        Returns numpy arrays: image, render (S, S, 3) uint8; T_gt, T_init, T_cur (4, 4); K (3, 3); zoom,
-        window_center (2,), window_half (the crop window of T_init); object_index; occlusion.
+        Returns numpy arrays: image, render (S, S, 3) uint8; flow (S, S, 2) float32, crop pixels each
+        rendered object pixel moves from T_cur to T_gt (NaN off the object); T_gt, T_init, T_cur (4, 4);
+        K (3, 3); zoom, window_center (2,), window_half (the crop window of T_init); object_index; occlusion.
         """
         rng = np.random.default_rng([seed, index])
         c = self.cfg
@@ -297,10 +298,13 @@ class SceneGenerator:
         else:
             T_cur = T_init
         K_crop = crop_intrinsics(K, window)
-        render = self.renderer.render(model, T_cur, K_crop, c.crop_size, c.crop_size).rgb
+        rendered = self.renderer.render(model, T_cur, K_crop, c.crop_size, c.crop_size)
+        flow, on_object = rigid_flow_px(K_crop, rendered.depth, T_cur, T_gt)
+        flow[~on_object] = np.nan
         return {
             "image": np.clip(np.rint(crop), 0, 255).astype(np.uint8),
-            "render": render,
+            "render": rendered.rgb,
+            "flow": flow,
             "T_gt": T_gt,
             "T_init": T_init,
             "T_cur": T_cur,

@@ -49,6 +49,7 @@ from attn6d_ros.network import (
     RefinerNet,
     apply_update,
     direct_update_loss,
+    flow_loss,
     normalize_crop,
     point_matching_loss,
     update_targets,
@@ -92,6 +93,9 @@ class TrainConfig:
     # Weights of the direct terms: image shift, depth, rotation (e.g. (1, 3, 1) to press on depth, which
     # limits ADD once rotation is within a few degrees; README, "Shipped weights").
     direct_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # Auxiliary flow loss (ours, after DeepIM; needs model_overrides.flow_head: true): the first stage also
+    # predicts the rendered object's image motion per grid cell. README, "Training your own objects".
+    flow_loss_weight: float = 0.0
     curriculum_samples: int = 200_000  # difficulty ramps from 0 to 1 over these samples
     num_workers: int = 1  # data processes (each renders with its own EGL context)
     threads: int = 0  # torch threads in the main process (0: torch's default)
@@ -121,6 +125,17 @@ class TrainConfig:
             )
         if cfg.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {cfg.batch_size}")
+        flow_weight = cfg.flow_loss_weight
+        if (
+            isinstance(flow_weight, bool)
+            or not isinstance(flow_weight, (int, float))
+            or not (math.isfinite(flow_weight) and flow_weight >= 0)
+        ):
+            raise ValueError(f"flow_loss_weight must be a finite number >= 0, got {flow_weight!r}")
+        if flow_weight > 0 and not cfg.model_config().flow_head:
+            raise ValueError(
+                f"flow_loss_weight {flow_weight} needs the flow head: set model_overrides.flow_head: true"
+            )
         return cfg
 
     def model_config(self) -> ModelConfig:
@@ -240,17 +255,19 @@ class TrainingStep(torch.nn.Module):
                 cfg.point_loss_weight * point.mean()
                 + cfg.direct_loss_weight * (direct * self.term_weights).sum(1).mean()
             )
+            # The flow target belongs to the sample's render: the first stage's input.
+            if k == 0 and cfg.flow_loss_weight > 0:
+                flow = flow_loss(out.flow_px.float(), batch["flow"], self.scales.xy_px).mean()
+                stage = stage + cfg.flow_loss_weight * flow
             loss = loss + stage / self.n_stages
             R, t = R_new, t_new  # no stop-gradient between stages (paper_facts.md §2.6)
             if k + 1 < self.n_stages:
                 render = self.render_stage(batch, R.detach(), t.detach())
         terms = direct.detach().mean(0)
-        return loss, {
-            "point": point.mean().detach(),
-            "xy": terms[0],
-            "z": terms[1],
-            "rot": terms[2],
-        }
+        logged = {"point": point.mean().detach(), "xy": terms[0], "z": terms[1], "rot": terms[2]}
+        if cfg.flow_loss_weight > 0:
+            logged["flow"] = flow.detach()
+        return loss, logged
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -306,7 +323,13 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resumed %s at %d samples (step %d)", last, samples, step)
     elif cfg.init_from:
         loaded, _, _ = load_checkpoint(resolve_path(cfg.init_from))
-        net.load_state_dict(loaded.state_dict())
+        # A flow head may be added to weights trained without one (it starts from its initialisation).
+        missing, unexpected = net.load_state_dict(loaded.state_dict(), strict=False)
+        if unexpected or any(".flow_head." not in key for key in missing):
+            raise ValueError(
+                f"init_from {cfg.init_from} does not fit the model config: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
         log.info("initialised from %s", cfg.init_from)
     net = net.to(device).to(memory_format=torch.channels_last).train()
     _optimizer_to(optimizer, device)

@@ -71,3 +71,35 @@ def test_check_intrinsics_rejects_zero_focal_length() -> None:
 def test_bad_quaternions_raise(q: list[float]) -> None:
     with pytest.raises(ValueError, match="orientation"):
         g.pose_from_quat_xyzw(q, [0.0, 0.0, 1.0])
+
+
+def test_rigid_flow_of_a_sideways_shift_is_fx_dx_over_z() -> None:
+    depth = np.zeros((40, 60))
+    depth[10:30, 20:50] = 0.8
+    T_from = g.pose_from_quat_xyzw([0, 0, 0, 1], [0.0, 0.0, 0.8])
+    T_to = T_from.copy()
+    T_to[0, 3] += 0.01  # 1 cm to the right at 0.8 m
+    flow, valid = g.rigid_flow_px(K, depth, T_from, T_to)
+    np.testing.assert_array_equal(valid, depth > 0)
+    np.testing.assert_allclose(
+        flow[valid], [[K[0, 0] * 0.01 / 0.8, 0.0]] * int(valid.sum()), atol=1e-3
+    )
+    assert not flow[~valid].any()
+
+
+def test_rigid_flow_of_a_roll_turns_pixels_about_the_principal_point() -> None:
+    # Rolling the object about the optical axis (in the camera frame) turns its image about (cx, cy).
+    Kf = K.copy()
+    Kf[1, 1] = Kf[0, 0]  # square pixels, so the image turns rigidly
+    depth = np.full((480, 640), 0.5)
+    T_from = g.pose_from_quat_xyzw([0, 0, 0, 1], [0.0, 0.0, 0.5])
+    angle = np.deg2rad(10)
+    T_to = np.eye(4)
+    T_to[:3, :3] = g.axis_angle_to_matrix(np.array([0.0, 0.0, angle]))
+    T_to = T_to @ T_from
+    flow, _ = g.rigid_flow_px(Kf, depth, T_from, T_to)
+    v, u = 100, 500
+    d = np.array([u - Kf[0, 2], v - Kf[1, 2]])
+    c, s = np.cos(angle), np.sin(angle)
+    np.testing.assert_allclose(flow[v, u], np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]]) - d,
+                               atol=1e-3)  # fmt: skip

@@ -11,6 +11,7 @@ from attn6d_ros.network import (
     RefinerNet,
     StageNet,
     apply_update,
+    flow_loss,
     point_matching_loss,
     quat_xyzw_to_matrix_torch,
     update_targets,
@@ -182,3 +183,34 @@ def test_model_config_dict_roundtrip_and_unknown_keys() -> None:
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({**cfg.to_dict(), "dropout": 0.1})
+
+
+def test_flow_loss_compares_cell_means_of_object_pixels_only() -> None:
+    # A 8x8 crop read on a 2x2 grid: the top-left cell is all object (flow (1, 2) px), the bottom-right cell
+    # half object (flow (4, 0) px), the other two cells show no object (NaN) and do not count.
+    target = torch.full((1, 8, 8, 2), float("nan"))
+    target[0, :4, :4] = torch.tensor([1.0, 2.0])
+    target[0, 4:, 4:6] = torch.tensor([4.0, 0.0])
+    exact = torch.zeros(1, 2, 2, 2)
+    exact[0, :, 0, 0] = torch.tensor([1.0, 2.0])
+    exact[0, :, 1, 1] = torch.tensor([4.0, 0.0])
+    assert flow_loss(exact, target, 3.0).item() == 0.0
+    off_object_only = exact.clone()
+    off_object_only[0, :, 0, 1] = 50.0
+    assert flow_loss(off_object_only, target, 3.0).item() == 0.0
+    wrong = exact.clone()
+    # 6 px off in one of the two counted cells: smooth L1 of 6 / 3 is 1.5, mean 0.75.
+    wrong[0, 0, 1, 1] = 10.0
+    assert flow_loss(wrong, target, 3.0).item() == pytest.approx(0.75)
+    assert torch.isfinite(flow_loss(wrong, torch.full((1, 8, 8, 2), float("nan")), 3.0)).all()
+
+
+def test_flow_head_starts_at_zero_and_runs_only_in_training() -> None:
+    net = RefinerNet(ModelConfig.lite(crop_size=64, flow_head=True))
+    image, render = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    flow = net(image, render).flow_px
+    assert flow.shape == (2, 2, 16, 16) and not flow.any()
+    flow_loss(flow, torch.ones(2, 64, 64, 2), 3.0).sum().backward()
+    assert net.stages[0].flow_head.weight.grad.abs().sum() > 0
+    assert net.eval()(image, render).flow_px is None
+    assert RefinerNet(ModelConfig.lite(crop_size=64)).train()(image, render).flow_px is None

@@ -75,5 +75,14 @@ def test_observation_crop_is_aligned_with_the_render_at_the_truth() -> None:
         shifted_K[0, 2] += 2.0
         shifted = generator.renderer.render(model, sample["T_gt"], shifted_K, 96, 96)
         aligned = _ncc(sample["image"], truth.rgb, truth.mask)
+        # The flow target carries every pixel of the render at T_cur onto the object at the truth.
+        current = generator.renderer.render(model, sample["T_cur"], K_crop, 96, 96)
+        flow = sample["flow"]
+        np.testing.assert_array_equal(np.isfinite(flow).all(-1), current.mask)
+        v, u = np.nonzero(current.mask)
+        moved = np.rint(np.stack([u, v], 1) + flow[v, u]).astype(int)
+        inside = (moved >= 0).all(1) & (moved < 96).all(1)
+        hits = truth.mask[moved[inside, 1], moved[inside, 0]].mean()
+        assert hits > 0.95, f"sample {index}: {hits:.2f} of the moved pixels land on the object"
         assert aligned > 0.6, f"sample {index}: correlation {aligned:.2f} with the truth"
         assert aligned > _ncc(sample["image"], shifted.rgb, shifted.mask) + 0.02

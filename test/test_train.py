@@ -39,6 +39,14 @@ def test_tiny_run_writes_checkpoints_history_and_resumes(tmp_path: Path) -> None
     assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", *overrides,
                  "total_samples=48"]) == 0  # fmt: skip
     assert load_checkpoint(out / "last.pt")[2]["samples"] == 48
+    # The auxiliary flow loss, starting from those weights (trained without a flow head).
+    flow_out = tmp_path / "flow"
+    assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", *overrides,
+                 f"out_dir={flow_out}", f"init_from={out / 'best.pt'}", "flow_loss_weight=1",
+                 "model_overrides={crop_size: 64, shared_stages: true, flow_head: true}"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (flow_out / "history.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["flow"]) and r["flow"] > 0 for r in rows if r["kind"] == "train")
+    assert load_checkpoint(flow_out / "last.pt")[0].cfg.flow_head
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
@@ -56,6 +64,10 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(None, ["direct_term_weights=[1, -2, 1]"])
     with pytest.raises(ValueError, match=r"direct_term_weights must be three .* got \[1, 1\]"):
         load_train_config(None, ["direct_term_weights=[1, 1]"])
+    with pytest.raises(ValueError, match=r"flow_loss_weight 0.5 needs the flow head"):
+        load_train_config(None, ["flow_loss_weight=0.5"])
+    with pytest.raises(ValueError, match=r"flow_loss_weight must be a finite number >= 0, got -1"):
+        load_train_config(None, ["flow_loss_weight=-1"])
     cfg = load_train_config(None, ["lr=1", "object_ids=[a, b]"])
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.object_ids == ("a", "b")
     assert (
@@ -74,6 +86,17 @@ def test_direct_term_weights_pick_the_terms_of_the_loss() -> None:
             loss, terms = step(batch)
         assert float(loss) == pytest.approx(max(weights) * float(terms[term]), rel=1e-5)
         assert float(terms[term]) > 0
+
+
+def test_flow_loss_weight_adds_the_flow_term() -> None:
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    batch = _batch(model, count=2)
+    net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True, flow_head=True)).train()
+    cfg = TrainConfig(
+        point_loss_weight=0.0, direct_term_weights=(0.0, 0.0, 0.0), flow_loss_weight=2.0
+    )
+    loss, terms = TrainingStep(net, cfg, **_object_tensors(model))(batch)
+    assert float(terms["flow"]) > 0 and float(loss) == pytest.approx(2.0 * float(terms["flow"]))
 
 
 def _batch(model, count: int, difficulty: float = 1.0) -> dict:
