@@ -52,6 +52,9 @@ class SynthConfig:
         0.5  # training samples whose current pose is closer than T_init
     )
     later_stage_scale: tuple[float, float] = (0.03, 0.6)  # of the DeepIM noise, for those samples
+    # Training samples whose current pose has the true translation, so that only rotation differs between
+    # render and image (ours: rotation then shows alone; README, "Training your own objects").
+    rotation_only_probability: float = 0.0
     noise_sigma: tuple[float, float] = (0.0, 8.0)  # sensor noise, 0..255 units
     blur_probability: float = 0.3
     crop_size: int = 152  # set from the model config
@@ -297,6 +300,9 @@ class SceneGenerator:
             T_cur = self.perturb(rng, T_gt, noise_scale * rng.uniform(*c.later_stage_scale))
         else:
             T_cur = T_init
+        if c.rotation_only_probability > 0 and rng.uniform() < c.rotation_only_probability:
+            T_cur = T_cur.copy()
+            T_cur[:3, 3] = T_gt[:3, 3]
         K_crop = crop_intrinsics(K, window)
         rendered = self.renderer.render(model, T_cur, K_crop, c.crop_size, c.crop_size)
         flow, on_object = rigid_flow_px(K_crop, rendered.depth, T_cur, T_gt)

@@ -47,6 +47,16 @@ def test_perturbation_matches_deepim_statistics(generator: SceneGenerator) -> No
     assert max(angles) <= generator.cfg.max_rot_noise_deg  # DeepIM rejects larger perturbations
 
 
+def test_rotation_only_samples_keep_the_true_translation() -> None:
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    generator = SceneGenerator([model], SynthConfig(crop_size=64, rotation_only_probability=1.0))
+    for index in range(3):
+        sample = generator.training_sample(4, index)
+        np.testing.assert_array_equal(sample["T_cur"][:3, 3], sample["T_gt"][:3, 3])
+        assert rotation_error_deg(sample["T_cur"], sample["T_gt"]) > 0.1
+        assert not np.allclose(sample["T_init"][:3, 3], sample["T_gt"][:3, 3])  # the window's pose
+
+
 def test_occlusion_stays_within_bounds(generator: SceneGenerator) -> None:
     occlusions = [generator.training_sample(1, i)["occlusion"] for i in range(40)]
     assert max(occlusions) <= generator.cfg.max_occlusion + 1e-6
