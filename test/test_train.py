@@ -96,7 +96,7 @@ def test_flow_loss_weight_adds_the_flow_term() -> None:
         point_loss_weight=0.0, direct_term_weights=(0.0, 0.0, 0.0), flow_loss_weight=2.0
     )
     loss, terms = TrainingStep(net, cfg, **_object_tensors(model))(batch)
-    assert float(terms["flow"]) > 0 and float(loss) == pytest.approx(2.0 * float(terms["flow"]))
+    assert float(terms["flow"]) > 0 and loss.item() == pytest.approx(2.0 * float(terms["flow"]))
 
 
 def _batch(model, count: int, difficulty: float = 1.0) -> dict:
