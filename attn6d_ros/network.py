@@ -518,6 +518,12 @@ def flow_loss(
     return (err * cell[:, 0]).flatten(1).sum(1) / cell.flatten(1).sum(1).clamp_min(1.0)
 
 
+def unit_quat_xyzw_torch(q: torch.Tensor) -> torch.Tensor:
+    """(B, 4) quaternions (x, y, z, w) to unit quaternions with w >= 0 (one sign per rotation)."""
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.where(q[:, 3:4] < 0, -q, q)
+
+
 def direct_update_loss(
     out: PoseHeadOutputs,
     xy_target: torch.Tensor,
@@ -539,8 +545,7 @@ def direct_update_loss(
     ).sum(1)
     z = F.smooth_l1_loss(out.dz / scales.dz, dz_target / scales.dz, reduction="none")
     # Rotation: vector parts of the unit quaternions (sin(angle / 2) x axis), sign fixed to w >= 0.
-    q = out.quat_xyzw / out.quat_xyzw.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    q = torch.where(q[:, 3:4] < 0, -q, q)
+    q = unit_quat_xyzw_torch(out.quat_xyzw)
     q_target = rotvec_to_quat_xyzw_torch(rotvec_target)
     half = scales.rotation / 2
     rot = F.smooth_l1_loss(q[:, :3] / half, q_target[:, :3] / half, reduction="none").sum(1)

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
-from attn6d_ros.network import normalize_crop, rotvec_to_quat_xyzw_torch, update_targets
+from attn6d_ros.network import (
+    normalize_crop,
+    rotvec_to_quat_xyzw_torch,
+    unit_quat_xyzw_torch,
+    update_targets,
+)
 from attn6d_ros.objects import load_objects
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.synth import SceneGenerator, SynthConfig
@@ -36,6 +41,10 @@ def rotation_probe(
     stage = net.stage(0)
     symmetric = np.array([model.symmetric for model in generator.objects])
     features, predicted, targets = [], [], []
+    # The rotation head's pooled features are its regressor's input.
+    hook = stage.heads[2].regressor.register_forward_hook(
+        lambda _module, inputs, _output: features.append(inputs[0].numpy())
+    )
     for start in range(0, samples, 50):
         chunk = [
             generator.training_sample(seed, i) for i in range(start, min(start + 50, samples))
@@ -47,22 +56,13 @@ def rotation_probe(
         image, render = normalize_crop(batch["image"]), normalize_crop(batch["render"])
         with torch.no_grad():
             out = stage(image, render)
-            grid = stage.backbone(torch.cat([image, render], dim=1))
-            head = stage.heads[2]
-            _, weights = head(
-                torch.relu(stage.feature_norm(grid)), torch.relu(stage.attention_norm(grid))
-            )
-            values = head.features(torch.relu(stage.feature_norm(grid))).flatten(2)
-            pooled = torch.einsum("bn,bcn->bc", weights, values)
             T, T_gt = batch["T_cur"].float(), batch["T_gt"].float()
             _, _, rotvec = update_targets(T[:, :3, :3], T[:, :3, 3], T_gt[:, :3, :3],
                                           T_gt[:, :3, 3], batch["K"].float(),
                                           batch["zoom"].float())  # fmt: skip
-        q = out.quat_xyzw / out.quat_xyzw.norm(dim=1, keepdim=True)
-        q = torch.where(q[:, 3:4] < 0, -q, q)
-        features.append(pooled.numpy())
-        predicted.append(q[:, :3].numpy())
+        predicted.append(unit_quat_xyzw_torch(out.quat_xyzw)[:, :3].numpy())
         targets.append(rotvec_to_quat_xyzw_torch(rotvec)[:, :3].numpy())
+    hook.remove()
     X, P, Y = (np.concatenate(a).astype(np.float64) for a in (features, predicted, targets))
     return {
         "samples": len(Y),

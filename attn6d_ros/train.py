@@ -113,12 +113,7 @@ class TrainConfig:
         if cfg.model not in ("lite", "full"):
             raise ValueError(f"model must be 'lite' or 'full', got {cfg.model!r}")
         weights = cfg.direct_term_weights
-        numbers = all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
-        if (
-            len(weights) != 3
-            or not numbers
-            or not all(math.isfinite(w) and w >= 0 for w in weights)
-        ):
+        if len(weights) != 3 or not all(_is_weight(w) for w in weights):
             raise ValueError(
                 "direct_term_weights must be three finite weights >= 0 (image shift, depth, rotation), "
                 f"got {list(weights)}"
@@ -126,11 +121,7 @@ class TrainConfig:
         if cfg.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {cfg.batch_size}")
         flow_weight = cfg.flow_loss_weight
-        if (
-            isinstance(flow_weight, bool)
-            or not isinstance(flow_weight, (int, float))
-            or not (math.isfinite(flow_weight) and flow_weight >= 0)
-        ):
+        if not _is_weight(flow_weight):
             raise ValueError(f"flow_loss_weight must be a finite number >= 0, got {flow_weight!r}")
         if flow_weight > 0 and not cfg.model_config().flow_head:
             raise ValueError(
@@ -145,6 +136,16 @@ class TrainConfig:
 
     def synth_config(self, crop_size: int) -> SynthConfig:
         return replace(SynthConfig.from_dict(self.synth), crop_size=crop_size)
+
+
+def _is_weight(value: object) -> bool:
+    """A loss weight: a finite int or float >= 0 (not a bool)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 class SyntheticSamples(Dataset):
