@@ -165,10 +165,12 @@ class ModernGLBackend:
         rows_max = max(1, _MAX_ATLAS_SIDE // height)
         per_atlas = cols * rows_max
         outputs: list[RenderOutput] = []
-        for start in range(0, len(scenes), per_atlas):
-            outputs += self._render_atlas(
-                scenes[start : start + per_atlas], width, height, cols, light
-            )
+        # Our context must be current: another renderer in this process may have made its own current.
+        with self.ctx:
+            for start in range(0, len(scenes), per_atlas):
+                outputs += self._render_atlas(
+                    scenes[start : start + per_atlas], width, height, cols, light
+                )
         return outputs
 
     def _render_atlas(
@@ -233,13 +235,14 @@ class ModernGLBackend:
             gpu.release()
 
     def close(self) -> None:
-        for gpu in self._models.values():
-            gpu.release()
-        self._models.clear()
-        for fbo, attachments in self._fbos.values():
-            fbo.release()
-            for attachment in attachments:
-                attachment.release()
-        self._fbos.clear()
-        self.program.release()
+        with self.ctx:  # release our objects, not those of a current other context
+            for gpu in self._models.values():
+                gpu.release()
+            self._models.clear()
+            for fbo, attachments in self._fbos.values():
+                fbo.release()
+                for attachment in attachments:
+                    attachment.release()
+            self._fbos.clear()
+            self.program.release()
         self.ctx.release()

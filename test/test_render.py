@@ -150,6 +150,20 @@ def test_batch_equals_single_renders(renderer: Renderer, models: dict) -> None:
         np.testing.assert_allclose(out.depth, single.depth, atol=1e-6)
 
 
+def test_a_second_renderer_does_not_disturb_the_first(models: dict) -> None:
+    # Each EGL context must be made current for its own renders (a second one becomes current on creation).
+    model = models["ape"]
+    K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])
+    T = _random_pose(np.random.default_rng(3), z=0.5)
+    with Renderer("moderngl") as first:
+        alone = first.render(model, T, K, 96, 96)
+        with Renderer("moderngl") as second:
+            second.render(model, T, K, 64, 64)
+            again = first.render(model, T, K, 96, 96)
+    np.testing.assert_array_equal(again.rgb, alone.rgb)
+    np.testing.assert_array_equal(again.depth, alone.depth)
+
+
 def test_scene_occlusion_and_instances(models: dict) -> None:
     with Renderer("moderngl") as renderer:
         back = np.eye(4)

@@ -55,6 +55,7 @@ def test_rotation_only_samples_keep_the_true_translation() -> None:
         np.testing.assert_array_equal(sample["T_cur"][:3, 3], sample["T_gt"][:3, 3])
         assert rotation_error_deg(sample["T_cur"], sample["T_gt"]) > 0.1
         assert not np.allclose(sample["T_init"][:3, 3], sample["T_gt"][:3, 3])  # the window's pose
+    generator.renderer.close()
 
 
 def test_occlusion_stays_within_bounds(generator: SceneGenerator) -> None:
