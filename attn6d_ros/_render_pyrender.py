@@ -25,6 +25,26 @@ def _light_node_pose(direction_cam: np.ndarray) -> np.ndarray:
     return pose
 
 
+def _delete_offscreen(renderer: pyrender.OffscreenRenderer) -> None:
+    """Free the renderer's GL objects and destroy its EGL context, leaving the EGL display initialised.
+
+    pyrender's own delete() ends with eglTerminate on the display, which is shared by every EGL
+    context in the process: it would destroy a moderngl renderer's context too (its next render
+    fails with "cannot create renderbuffer", or reads back a stale framebuffer).
+    """
+    from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
+
+    platform = renderer._platform  # pyrender.platforms.egl.EGLPlatform (render.py selects EGL)
+
+    def destroy_context_only() -> None:
+        display, context = platform._egl_display, platform._egl_context
+        eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+        eglDestroyContext(display, context)
+
+    platform.delete_context = destroy_context_only
+    renderer.delete()
+
+
 class PyrenderBackend:
     def __init__(self) -> None:
         self._meshes: dict[int, tuple[ObjectModel, pyrender.Mesh]] = {}
@@ -51,7 +71,7 @@ class PyrenderBackend:
     def _offscreen(self, width: int, height: int) -> pyrender.OffscreenRenderer:
         if self._renderer is None or self._size != (width, height):
             if self._renderer is not None:
-                self._renderer.delete()
+                _delete_offscreen(self._renderer)
             self._renderer = pyrender.OffscreenRenderer(width, height)
             self._size = (width, height)
         return self._renderer
@@ -108,5 +128,5 @@ class PyrenderBackend:
     def close(self) -> None:
         self._meshes.clear()
         if self._renderer is not None:
-            self._renderer.delete()
+            _delete_offscreen(self._renderer)
             self._renderer = None

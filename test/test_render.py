@@ -164,6 +164,25 @@ def test_a_second_renderer_does_not_disturb_the_first(models: dict) -> None:
     np.testing.assert_array_equal(again.depth, alone.depth)
 
 
+def test_closing_a_pyrender_renderer_keeps_other_contexts_alive(models: dict) -> None:
+    # pyrender's own delete() terminates the process-wide EGL display; the benchmark then failed with
+    # "cannot create renderbuffer" in a moderngl renderer created before it.
+    model = models["ape"]
+    K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])
+    T = _random_pose(np.random.default_rng(4), z=0.5)
+    with Renderer("moderngl") as first:
+        alone = first.render(model, T, K, 96, 96)
+        with Renderer("pyrender") as other:
+            other.render(model, T, K, 64, 64)
+        with Renderer("moderngl") as later:
+            later.render(model, T, K, 64, 64)
+        again = first.render(model, T, K, 96, 96)
+        new_size = first.render(model, T, K, 80, 80)  # a new framebuffer in the old context
+    np.testing.assert_array_equal(again.rgb, alone.rgb)
+    np.testing.assert_array_equal(again.depth, alone.depth)
+    assert new_size.mask.any()
+
+
 def test_scene_occlusion_and_instances(models: dict) -> None:
     with Renderer("moderngl") as renderer:
         back = np.eye(4)
