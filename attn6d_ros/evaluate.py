@@ -2,8 +2,10 @@
 
 `attn6d-eval` prints one JSON object: per object and averaged over objects, for the initial poses and after
 every stage, ADD(-S) at 0.1 d, 2D projection at 5 px, 5 cm 5°, median rotation / translation errors and the
-translation's share along the camera axis (median depth error: the hardest part to see in a crop), the
-same ADD(-S) accuracy per occlusion bucket (0-20 %, 20-40 %, 40-60 %), and milliseconds per object.
+translation's share along the camera axis (median depth error: the hardest part to see in a crop; per
+object also the signed depth error in per cent of the true distance, its mean and spread per stage and its
+correlation with the initial one: a bias, or an under-correction), the same ADD(-S) accuracy per occlusion
+bucket (0-20 %, 20-40 %, 40-60 %), and milliseconds per object.
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
@@ -88,6 +90,7 @@ def evaluate(
                 "occlusion": case.occlusion,
                 "ms": result.elapsed_ms,
                 "ok": result.ok,
+                "depth_rel": [T[2, 3] / case.T_gt[2, 3] - 1.0 for T in poses],
             }
         )
     per_object = {oid: _summary(r, n_stages) for oid, r in rows.items() if r}
@@ -122,6 +125,9 @@ def _summary(rows: list[dict], n_stages: int) -> dict:
         "median_rot_err_deg": median("rot_err_deg"),
         "median_trans_err_mm": median("trans_err", 1000),
         "median_depth_err_mm": median("depth_err", 1000),
+        "depth_err_pct": _signed_depth_error(
+            np.array([r["depth_rel"] for r in rows]) * 100.0, labels
+        ),
         "occlusion": {},
         "ms_per_object": float(np.mean([r["ms"] for r in rows])),
         "failed": sum(not r["ok"] for r in rows),
@@ -136,6 +142,18 @@ def _summary(rows: list[dict], n_stages: int) -> dict:
             "add_0.1d": rate("add_success", subset),
         }
     return summary
+
+
+def _signed_depth_error(percent: np.ndarray, labels: list[str]) -> dict:
+    """Mean and spread per stage of the signed depth errors (cases x stages, per cent of the distance), and
+    the correlation of the last stage's with the initial one's (None below 3 cases or without spread)."""
+    first, last = percent[:, 0], percent[:, -1]
+    correlated = len(percent) >= 3 and first.std() > 0 and last.std() > 0
+    return {
+        "mean": {lab: float(percent[:, k].mean()) for k, lab in enumerate(labels)},
+        "std": {lab: float(percent[:, k].std()) for k, lab in enumerate(labels)},
+        "corr_last_with_init": float(np.corrcoef(first, last)[0, 1]) if correlated else None,
+    }
 
 
 def _mean_or_none(values: list) -> float | None:

@@ -58,6 +58,12 @@ def test_depth_error_is_the_translation_error_along_the_camera_axis(models: dict
     assert summary["median_depth_err_mm"]["init"] == pytest.approx(20.0)  # two of three deeper
     assert summary["median_trans_err_mm"]["init"] == pytest.approx(20.0)
     assert report["mean"]["median_depth_err_mm"] == summary["median_depth_err_mm"]
+    signed = summary["depth_err_pct"]  # +2 cm twice, 0 once, in per cent of the true distance
+    expected = np.array([2.0, 2.0, 0.0]) / case.T_gt[2, 3]
+    assert signed["mean"]["init"] == pytest.approx(expected.mean())
+    assert signed["std"]["init"] == pytest.approx(expected.std())
+    # An untrained net does not move the poses: the last stage's errors are the initial ones.
+    assert signed["corr_last_with_init"] == pytest.approx(1.0)
 
 
 def test_synthetic_cases_are_fixed_by_the_seed(models: dict) -> None:
