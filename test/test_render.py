@@ -150,36 +150,28 @@ def test_batch_equals_single_renders(renderer: Renderer, models: dict) -> None:
         np.testing.assert_allclose(out.depth, single.depth, atol=1e-6)
 
 
-def test_a_second_renderer_does_not_disturb_the_first(models: dict) -> None:
-    # Each EGL context must be made current for its own renders (a second one becomes current on creation).
+@pytest.mark.parametrize("other_backend", ["moderngl", "pyrender"])
+def test_other_renderers_in_the_process_leave_the_first_intact(
+    models: dict, other_backend: str
+) -> None:
+    # Each EGL context must be made current for its own renders (a new one becomes current on creation), and
+    # closing one must not take the others along: pyrender's own delete() terminates the process-wide EGL
+    # display, after which the benchmark failed with "cannot create renderbuffer".
     model = models["ape"]
-    K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])
+    crop_K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])  # a 96 px crop
     T = _random_pose(np.random.default_rng(3), z=0.5)
     with Renderer("moderngl") as first:
-        alone = first.render(model, T, K, 96, 96)
-        with Renderer("moderngl") as second:
-            second.render(model, T, K, 64, 64)
-            again = first.render(model, T, K, 96, 96)
-    np.testing.assert_array_equal(again.rgb, alone.rgb)
-    np.testing.assert_array_equal(again.depth, alone.depth)
-
-
-def test_closing_a_pyrender_renderer_keeps_other_contexts_alive(models: dict) -> None:
-    # pyrender's own delete() terminates the process-wide EGL display; the benchmark then failed with
-    # "cannot create renderbuffer" in a moderngl renderer created before it.
-    model = models["ape"]
-    K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])
-    T = _random_pose(np.random.default_rng(4), z=0.5)
-    with Renderer("moderngl") as first:
-        alone = first.render(model, T, K, 96, 96)
-        with Renderer("pyrender") as other:
-            other.render(model, T, K, 64, 64)
+        alone = first.render(model, T, crop_K, 96, 96)
+        with Renderer(other_backend) as other:
+            other.render(model, T, crop_K, 64, 64)
+            while_open = first.render(model, T, crop_K, 96, 96)
         with Renderer("moderngl") as later:
-            later.render(model, T, K, 64, 64)
-        again = first.render(model, T, K, 96, 96)
-        new_size = first.render(model, T, K, 80, 80)  # a new framebuffer in the old context
-    np.testing.assert_array_equal(again.rgb, alone.rgb)
-    np.testing.assert_array_equal(again.depth, alone.depth)
+            later.render(model, T, crop_K, 64, 64)
+        after_close = first.render(model, T, crop_K, 96, 96)
+        new_size = first.render(model, T, crop_K, 80, 80)  # a new framebuffer in the old context
+    for again in (while_open, after_close):
+        np.testing.assert_array_equal(again.rgb, alone.rgb)
+        np.testing.assert_array_equal(again.depth, alone.depth)
     assert new_size.mask.any()
 
 
