@@ -1,11 +1,16 @@
-"""Training diagnostics: does a refiner's rotation head see rotation? (`python -m attn6d_ros.probe`)
+"""Training diagnostics: do the rotation and depth heads see what they regress? (`python -m attn6d_ros.probe`)
 
-Two numbers on fresh training samples at full difficulty (non-symmetric objects only):
+Rotation, on fresh training samples at full difficulty (non-symmetric objects only):
 - the spread over the samples of the predicted rotation (quaternion vector parts) against that of the targets:
   a head whose output no longer depends on its input has collapsed to a constant;
 - how much of the target rotation a ridge regression can read off the rotation head's pooled features
   (held-out R² per camera axis): about 0 or below means the features carry no rotation at all, so no
   readout could learn it from them.
+
+Depth, a controlled experiment on the same kind of samples (all objects): the render is made at the true pose
+and again with only the depth changed by a known percentage (the object moved along its viewing ray), and the
+change of the depth output is compared with the change that would undo it. A response ratio of 1 corrects the
+error in one stage; well below 1 is a head that under-corrects (it cannot resolve that change of scale).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import numpy as np
 import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
+from attn6d_ros.crop import CROP_SCALE, compute_window, crop_intrinsics
 from attn6d_ros.network import (
+    DEPTH_OUTPUT_DIVISOR,
     normalize_crop,
     rotvec_to_quat_xyzw_torch,
     unit_quat_xyzw_torch,
@@ -29,6 +36,7 @@ from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 RIDGE_LAMBDA = 100.0  # on standardised features
 HELD_OUT_SHARE = 0.3
+DEPTH_ERRORS_PCT = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)  # of the distance; DeepIM noise is about 5 %
 
 
 def rotation_probe(
@@ -72,6 +80,67 @@ def rotation_probe(
     }
 
 
+def depth_probe(
+    net: torch.nn.Module,
+    generator: SceneGenerator,
+    samples: int,
+    seed: int = 4242,
+    errors_pct: tuple[float, ...] = DEPTH_ERRORS_PCT,
+) -> dict:
+    """The first stage's depth response to known depth errors on `samples` training samples (see module).
+
+    For each sample the observed crop is kept and the render is made at the true pose and at the true pose
+    with its translation scaled by 1 + e/100. Returns, per error e (per cent of the distance): the depth
+    output that would undo it (paper units, 1/3000 of log depth), the mean change of the output against the
+    render at the truth, and their ratio; and the spread of the output at the truth (paper units).
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if not errors_pct or any(not -50.0 < e < 50.0 or e == 0.0 for e in errors_pct):
+        raise ValueError(
+            f"errors_pct must be non-zero and within (-50, 50) per cent, got {errors_pct}"
+        )
+    net = net.eval()
+    stage = net.stage(0)
+    size = net.cfg.crop_size
+    at_truth, changes = [], []
+    for i in range(samples):
+        sample = generator.training_sample(seed, i)
+        model = generator.objects[sample["object_index"]]
+        K, T_gt = sample["K"], sample["T_gt"]
+        window = compute_window(K, sample["T_init"], model.hull_vertices, scale=CROP_SCALE,
+                                size_px=size)  # fmt: skip
+        K_crop = crop_intrinsics(K, window)
+        poses = [T_gt] + [_moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
+        renders = np.stack(
+            [generator.renderer.render(model, T, K_crop, size, size).rgb for T in poses]
+        )
+        image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(
+            len(poses), -1, -1, -1
+        )
+        with torch.no_grad():
+            dz = stage(image, normalize_crop(torch.as_tensor(renders))).dz.double().numpy()
+        at_truth.append(dz[0])
+        changes.append(dz[1:] - dz[0])
+    target = -DEPTH_OUTPUT_DIVISOR * np.log1p(np.asarray(errors_pct) / 100.0)
+    response = np.mean(changes, axis=0)
+    return {
+        "samples": samples,
+        "depth_error_pct": list(errors_pct),
+        "target_dz": target.round(1).tolist(),
+        "mean_response_dz": response.round(1).tolist(),
+        "response_ratio": (response / target).round(3).tolist(),
+        "spread_at_truth_dz": round(float(np.std(at_truth)), 1),
+    }
+
+
+def _moved_along_ray(T: np.ndarray, factor: float) -> np.ndarray:
+    """T with its translation scaled by `factor`: the same image position, `factor` times the depth."""
+    moved = T.copy()
+    moved[:3, 3] *= factor
+    return moved
+
+
 def _ridge_r2(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Held-out R² per target column of a ridge regression fitted on the first 70 % of the rows."""
     split = round(len(X) * (1 - HELD_OUT_SHARE))
@@ -87,13 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--objects", default="package://attn6d_ros/config/objects.yaml")
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--depth-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4242)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     net, _, _ = load_checkpoint(args.checkpoint)
     models = load_objects(resolve_path(args.objects))
     generator = SceneGenerator(list(models.values()), SynthConfig(crop_size=net.cfg.crop_size))
-    print(json.dumps(rotation_probe(net, generator, args.samples, args.seed)))
+    rotation = rotation_probe(net, generator, args.samples, args.seed)
+    depth = depth_probe(net, generator, args.depth_samples, args.seed)
+    print(json.dumps({"rotation": rotation, "depth": depth}))
     return 0
 
 

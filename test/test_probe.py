@@ -1,13 +1,16 @@
-"""Training diagnostics: the rotation probe sees a collapsed (constant) rotation head."""
+"""Training diagnostics: the rotation probe sees a collapsed (constant) rotation head; the depth probe's
+response ratio is 1 for a head that reads scale exactly and 0 for one that ignores its input."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
-from attn6d_ros.probe import _ridge_r2, rotation_probe
+from attn6d_ros.probe import DEPTH_ERRORS_PCT, _ridge_r2, depth_probe, rotation_probe
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,3 +36,47 @@ def test_ridge_r2_is_high_for_a_linear_target_and_low_for_noise() -> None:
     linear = X @ rng.normal(size=(8, 2))
     assert (_ridge_r2(X, linear) > 0.9).all()
     assert (_ridge_r2(X, rng.normal(size=(600, 2))) < 0.05).all()
+
+
+class _ScaleOracle(torch.nn.Module):
+    """A stand-in stage whose depth output reads the render's silhouette area: log depth falls by half the
+    log area, so its response to a depth change is exact up to pixelisation."""
+
+    def __init__(self, crop_size: int) -> None:
+        super().__init__()
+        self.cfg = ModelConfig.lite(crop_size=crop_size, shared_stages=True)
+
+    def stage(self, index: int) -> torch.nn.Module:
+        return self
+
+    def forward(self, image: torch.Tensor, render: torch.Tensor) -> SimpleNamespace:
+        background = render[:, :, :1, :1]  # the plain render's corner is background
+        area = (render - background).abs().amax(dim=1).gt(1e-3).flatten(1).sum(1).double()
+        return SimpleNamespace(dz=1500.0 * torch.log(area))
+
+
+@pytest.fixture(scope="module")
+def demo_generator():
+    generator = SceneGenerator([load_mesh(REPO / "models" / "demo_object.ply")],
+                               SynthConfig(crop_size=96))  # fmt: skip
+    yield generator
+    generator.renderer.close()
+
+
+def test_depth_probe_reads_one_for_a_scale_oracle(demo_generator) -> None:
+    result = depth_probe(_ScaleOracle(96), demo_generator, samples=4)
+    assert result["depth_error_pct"] == list(DEPTH_ERRORS_PCT)
+    # Moving the object 4 % further away must be undone by 3000 * log(1 / 1.04) = -117.7 units.
+    assert result["target_dz"][-1] == pytest.approx(-117.7, abs=0.1)
+    assert np.allclose(result["response_ratio"], 1.0, atol=0.25)  # silhouette pixels, not area
+
+
+def test_depth_probe_reads_zero_for_an_untrained_head(demo_generator) -> None:
+    net = RefinerNet(ModelConfig.lite(crop_size=96, shared_stages=True))
+    result = depth_probe(net, demo_generator, samples=2, errors_pct=(-3.0, 3.0))
+    assert result["response_ratio"] == [0.0, 0.0]  # zero-initialised output: no change of depth
+    assert result["spread_at_truth_dz"] == 0.0
+    with pytest.raises(ValueError, match=r"errors_pct must be non-zero.*\(0.0,\)"):
+        depth_probe(net, demo_generator, samples=2, errors_pct=(0.0,))
+    with pytest.raises(ValueError, match="samples must be >= 1, got 0"):
+        depth_probe(net, demo_generator, samples=0)
