@@ -53,6 +53,10 @@ class ModelConfig:
     # image off every grid cell, so the backbone learns local correspondence, which rotation needs. Used by
     # the training loss only; inference never runs it.
     flow_head: bool = False
+    # Ours: the depth head also pools its features weighted by each cell's position relative to the crop
+    # centre, so a linear readout can form the outward motion of the object's outline, i.e. its change of
+    # scale (a plain weighted mean cancels left- against right-edge motion). See AttentionHead.
+    depth_moments: bool = False
 
     def __post_init__(self) -> None:
         if self.crop_size % 4 or self.crop_size < 32:
@@ -254,7 +258,16 @@ class PoseHeadOutputs:
 
 
 class AttentionHead(nn.Module):
-    def __init__(self, in_channels: int, width: int, out_features: int, pooling: str) -> None:
+    """Attention pooling of a feature branch over the grid, then two linear layers (§2.4).
+
+    With `moments` (ours, `ModelConfig.depth_moments`) the head also pools the features times each cell's
+    offset from the crop centre (x and y, -1 at the left/top border to 1 at the right/bottom) and adds a
+    linear readout of those moments, zero-initialised so that it starts as the paper's head.
+    """
+
+    def __init__(
+        self, in_channels: int, width: int, out_features: int, pooling: str, moments: bool = False
+    ) -> None:
         super().__init__()
         self.attention = nn.Sequential(
             nn.Conv2d(in_channels, width, 1),
@@ -270,6 +283,10 @@ class AttentionHead(nn.Module):
         # Two linear layers with no activation between them (§2.4).
         self.regressor = nn.Sequential(nn.Linear(width, width), nn.Linear(width, out_features))
         self.pooling = pooling
+        self.moment_regressor = nn.Linear(2 * width, out_features) if moments else None
+        if self.moment_regressor is not None:
+            nn.init.zeros_(self.moment_regressor.weight)
+            nn.init.zeros_(self.moment_regressor.bias)
         nn.init.normal_(self.attention[0].weight, std=1.0 / in_channels)
         nn.init.normal_(self.attention[3].weight, std=1.0 / width)
         nn.init.normal_(self.features[0].weight, std=1.0 / in_channels)
@@ -289,7 +306,19 @@ class AttentionHead(nn.Module):
             # same parameters; only the pooling differs.
             weights = values.new_full((values.shape[0], values.shape[2]), 1.0 / values.shape[2])
         pooled = torch.einsum("bn,bcn->bc", weights, values)  # (B, 256)
-        return self.regressor(pooled), weights
+        out = self.regressor(pooled)
+        if self.moment_regressor is not None:
+            offsets = _cell_offsets(x.shape[-1], values.dtype, values.device)  # (2, G*G)
+            moments = torch.einsum("bn,bcn,dn->bcd", weights, values, offsets)  # (B, 256, 2)
+            out = out + self.moment_regressor(moments.flatten(1))
+        return out, weights
+
+
+def _cell_offsets(grid: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(2, grid²) x and y offsets of the cell centres from the crop centre, in half crop sides ([-1, 1])."""
+    centres = (torch.arange(grid, device=device, dtype=dtype) + 0.5) / grid * 2 - 1
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()])
 
 
 class StageNet(nn.Module):
@@ -303,7 +332,10 @@ class StageNet(nn.Module):
         self.feature_norm = _batch_norm(c)  # BN_f
         self.attention_norm = _batch_norm(c)  # BN_a, shared by the 3 heads
         self.heads = nn.ModuleList(
-            AttentionHead(c, cfg.head_channels, n, cfg.pooling) for n in (2, 1, 4)
+            AttentionHead(
+                c, cfg.head_channels, n, cfg.pooling, moments=(n == 1 and cfg.depth_moments)
+            )
+            for n in (2, 1, 4)
         )
         self.flow_head = nn.Conv2d(c, 2, 1) if cfg.flow_head else None
         if self.flow_head is not None:  # starts at "no motion", like the pose outputs

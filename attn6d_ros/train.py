@@ -324,9 +324,11 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resumed %s at %d samples (step %d)", last, samples, step)
     elif cfg.init_from:
         loaded, _, _ = load_checkpoint(resolve_path(cfg.init_from))
-        # A flow head may be added to weights trained without one (it starts from its initialisation).
+        # A flow head or depth moments may be added to weights trained without them (they start from
+        # their initialisation).
         missing, unexpected = net.load_state_dict(loaded.state_dict(), strict=False)
-        if unexpected or any(".flow_head." not in key for key in missing):
+        addable = (".flow_head.", ".moment_regressor.")
+        if unexpected or any(not any(part in key for part in addable) for key in missing):
             raise ValueError(
                 f"init_from {cfg.init_from} does not fit the model config: missing {missing}, "
                 f"unexpected {unexpected}"

@@ -7,9 +7,11 @@ from scipy.spatial.transform import Rotation
 
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
+    AttentionHead,
     ModelConfig,
     RefinerNet,
     StageNet,
+    _cell_offsets,
     apply_update,
     flow_loss,
     point_matching_loss,
@@ -214,3 +216,29 @@ def test_flow_head_starts_at_zero_and_runs_only_in_training() -> None:
     assert net.stages[0].flow_head.weight.grad.abs().sum() > 0
     assert net.eval()(image, render).flow_px is None
     assert RefinerNet(ModelConfig.lite(crop_size=64)).train()(image, render).flow_px is None
+
+
+def test_depth_moments_start_as_the_papers_head_and_read_a_change_of_scale() -> None:
+    torch.manual_seed(0)
+    plain = StageNet(ModelConfig.lite(crop_size=64)).eval()
+    torch.nn.init.normal_(plain.heads[1].regressor[1].weight, std=0.1)  # a non-zero depth output
+    net = StageNet(ModelConfig.lite(crop_size=64, depth_moments=True)).eval()
+    missing, unexpected = net.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["heads.1.moment_regressor.weight", "heads.1.moment_regressor.bias"]
+    assert not unexpected and net.heads[0].moment_regressor is None  # the depth head only
+    image, render = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(image, render).dz, plain(image, render).dz)
+    # The moments of an outward (radial) motion field: its plain mean is zero, its moment is not.
+    head = AttentionHead(2, 2, 1, "average", moments=True)
+    head.features = torch.nn.Identity()  # the values are the motion itself: (dx, dy) per cell
+    with torch.no_grad():
+        head.moment_regressor.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 1.0]]))  # dx*x + dy*y
+    offsets = _cell_offsets(8, torch.float32, torch.device("cpu")).view(2, 8, 8)
+    for scale in (0.5, -1.0):
+        motion = scale * offsets[None]  # the object grows (or shrinks) about the crop centre
+        out, _ = head(motion, motion)
+        # What plain pooling sees: nothing.
+        torch.testing.assert_close(motion.mean((2, 3)), torch.zeros(1, 2))
+        expected = scale * (offsets**2).sum(0).mean()
+        torch.testing.assert_close(out, expected.view(1, 1))
