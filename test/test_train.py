@@ -169,3 +169,4 @@ def test_linemod_benchmark_configs_train_on_the_13_meshes(
     net, metadata, _ = load_checkpoint(out / "best.pt")
     assert len(metadata["objects"]) == 13
     assert net.cfg.pooling == ("average" if "avgpool" in config else "attention")
+    assert net.cfg.flow_head  # both arms train with the auxiliary flow loss
