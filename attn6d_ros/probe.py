@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
-from attn6d_ros.crop import CROP_SCALE, compute_window, crop_intrinsics
+from attn6d_ros.crop import CropWindow, crop_intrinsics
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
     normalize_crop,
@@ -107,14 +107,16 @@ def depth_probe(
     for i in range(samples):
         sample = generator.training_sample(seed, i)
         model = generator.objects[sample["object_index"]]
-        K, T_gt = sample["K"], sample["T_gt"]
-        window = compute_window(K, sample["T_init"], model.hull_vertices, scale=CROP_SCALE,
-                                size_px=size)  # fmt: skip
-        K_crop = crop_intrinsics(K, window)
-        poses = [T_gt] + [_moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
-        renders = np.stack(
-            [generator.renderer.render(model, T, K_crop, size, size).rgb for T in poses]
+        T_gt = sample["T_gt"]
+        window = CropWindow(  # the sample's crop window (that of its T_init)
+            center_px=tuple(sample["window_center"]),
+            half_size_px=float(sample["window_half"]),
+            size_px=size,
         )
+        K_crop = crop_intrinsics(sample["K"], window)
+        poses = [T_gt] + [_moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
+        rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
+        renders = np.stack([r.rgb for r in rendered])
         image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(
             len(poses), -1, -1, -1
         )
