@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4242)
     args = parser.parse_args(argv)
+    if args.samples < 20:
+        parser.error(f"--samples must be >= 20 for a held-out split, got {args.samples}")
+    if args.depth_samples < 1:
+        parser.error(f"--depth-samples must be >= 1, got {args.depth_samples}")
     torch.set_num_threads(1)
     net, _, _ = load_checkpoint(args.checkpoint)
     models = load_objects(resolve_path(args.objects))

@@ -10,7 +10,7 @@ import torch
 
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
-from attn6d_ros.probe import DEPTH_ERRORS_PCT, _ridge_r2, depth_probe, rotation_probe
+from attn6d_ros.probe import DEPTH_ERRORS_PCT, _ridge_r2, depth_probe, main, rotation_probe
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,3 +80,17 @@ def test_depth_probe_reads_zero_for_an_untrained_head(demo_generator) -> None:
         depth_probe(net, demo_generator, samples=2, errors_pct=(0.0,))
     with pytest.raises(ValueError, match="samples must be >= 1, got 0"):
         depth_probe(net, demo_generator, samples=0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--samples", "5"], "--samples must be >= 20 for a held-out split, got 5"),
+        (["--depth-samples", "0"], "--depth-samples must be >= 1, got 0"),
+    ],
+)
+def test_cli_refuses_bad_sample_counts(arguments: list, message: str, capsys) -> None:
+    # Refused before the checkpoint is read: a usage error naming the flag, not a traceback.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", "unused.pt", *arguments])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
