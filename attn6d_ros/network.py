@@ -522,11 +522,15 @@ class DirectLossScales:
     xy_px: float = 3.0  # crop pixels (at 96 px; `for_crop` scales it with the crop size)
     dz: float = 100.0  # paper depth units (1/3000): about 3.3 % of the depth
     rotation: float = 0.2  # radians (about 11 degrees)
+    # Smooth-L1's quadratic zone, in normalised units. With 1, every error below one scale (3 px, 3.3 % of
+    # the depth, 11 degrees) gets a gradient that shrinks with it, so the last per cent of depth, the
+    # precision ADD 0.1 d needs, is barely trained; a small beta keeps the gradient's size down to beta.
+    beta: float = 1.0
 
     @classmethod
-    def for_crop(cls, crop_size: int) -> DirectLossScales:
+    def for_crop(cls, crop_size: int, beta: float = 1.0) -> DirectLossScales:
         """The defaults with the image-shift scale grown in proportion to the crop side (pixels)."""
-        return cls(xy_px=cls.xy_px * crop_size / 96)
+        return cls(xy_px=cls.xy_px * crop_size / 96, beta=beta)
 
 
 def flow_loss(
@@ -572,15 +576,18 @@ def direct_update_loss(
     The rotation term compares the quaternions' vector parts (about half the rotation vector); it is
     skipped for symmetric objects, whose target rotation is ambiguous (their point loss is symmetry-aware).
     """
+    beta = scales.beta
     xy = F.smooth_l1_loss(
-        out.xy_px / scales.xy_px, xy_target / scales.xy_px, reduction="none"
+        out.xy_px / scales.xy_px, xy_target / scales.xy_px, reduction="none", beta=beta
     ).sum(1)
-    z = F.smooth_l1_loss(out.dz / scales.dz, dz_target / scales.dz, reduction="none")
+    z = F.smooth_l1_loss(out.dz / scales.dz, dz_target / scales.dz, reduction="none", beta=beta)
     # Rotation: vector parts of the unit quaternions (sin(angle / 2) x axis), sign fixed to w >= 0.
     q = unit_quat_xyzw_torch(out.quat_xyzw)
     q_target = rotvec_to_quat_xyzw_torch(rotvec_target)
     half = scales.rotation / 2
-    rot = F.smooth_l1_loss(q[:, :3] / half, q_target[:, :3] / half, reduction="none").sum(1)
+    rot = F.smooth_l1_loss(
+        q[:, :3] / half, q_target[:, :3] / half, reduction="none", beta=beta
+    ).sum(1)
     if symmetric is not None:
         rot = torch.where(symmetric, torch.zeros_like(rot), rot)
     return torch.stack([xy, z, rot], dim=1)

@@ -93,6 +93,9 @@ class TrainConfig:
     # Weights of the direct terms: image shift, depth, rotation (e.g. (1, 3, 1) to press on depth, which
     # limits ADD once rotation is within a few degrees; README, "Shipped weights").
     direct_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # Smooth-L1 beta of the direct terms, normalised units (network.DirectLossScales.beta): 1 is quadratic
+    # below one scale; a small value (e.g. 0.1) is L1-like, which keeps training the last per cent of depth.
+    direct_loss_beta: float = 1.0
     # Auxiliary flow loss (ours, after DeepIM; needs model_overrides.flow_head: true): the first stage also
     # predicts the rendered object's image motion per grid cell. README, "Training your own objects".
     flow_loss_weight: float = 0.0
@@ -120,6 +123,9 @@ class TrainConfig:
             )
         if cfg.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {cfg.batch_size}")
+        beta = cfg.direct_loss_beta
+        if not _is_weight(beta) or beta == 0:
+            raise ValueError(f"direct_loss_beta must be a finite number > 0, got {beta!r}")
         flow_weight = cfg.flow_loss_weight
         if not _is_weight(flow_weight):
             raise ValueError(f"flow_loss_weight must be a finite number >= 0, got {flow_weight!r}")
@@ -221,7 +227,7 @@ class TrainingStep(torch.nn.Module):
         self.register_buffer("symmetric", symmetric)
         # (batch, R, t) -> normalised renders at those poses; unrolled training only.
         self.render_stage = render_stage
-        self.scales = DirectLossScales.for_crop(net.cfg.crop_size)
+        self.scales = DirectLossScales.for_crop(net.cfg.crop_size, beta=cfg.direct_loss_beta)
         self.register_buffer(
             "term_weights", torch.tensor(cfg.direct_term_weights, dtype=torch.float32)
         )

@@ -1,5 +1,7 @@
 """The paper's network: size, attention maps, the pose update (hand-computed cases), targets, losses."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,11 +10,14 @@ from scipy.spatial.transform import Rotation
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
     AttentionHead,
+    DirectLossScales,
     ModelConfig,
+    PoseHeadOutputs,
     RefinerNet,
     StageNet,
     _cell_offsets,
     apply_update,
+    direct_update_loss,
     flow_loss,
     point_matching_loss,
     quat_xyzw_to_matrix_torch,
@@ -242,3 +247,31 @@ def test_depth_moments_start_as_the_papers_head_and_read_a_change_of_scale() -> 
         torch.testing.assert_close(motion.mean((2, 3)), torch.zeros(1, 2))
         expected = scale * (offsets**2).sum(0).mean()
         torch.testing.assert_close(out, expected.view(1, 1))
+
+
+def test_direct_loss_beta_sets_the_quadratic_zone_of_every_term() -> None:
+    # Errors of a tenth of each scale (0.3 px, 10 depth units, a 0.02 rad rotation): with beta 1
+    # (quadratic) each term is 0.5 x 0.1² = 0.005; with beta 0.1 the errors sit at the L1 edge,
+    # 0.5 x 0.1 = 0.05, ten times larger; a large error x costs |x| - beta / 2 under both.
+    scales = DirectLossScales.for_crop(96)
+    out = PoseHeadOutputs(
+        xy_px=torch.tensor([[0.1 * scales.xy_px, 0.0]]),
+        dz=torch.tensor([0.1 * scales.dz]),
+        quat_xyzw=torch.tensor([[0.0, 0.0, 0.0, 1.0]]),
+        attention=torch.zeros(1, 3, 1, 1),
+    )
+    zero_xy, zero_dz = torch.zeros(1, 2), torch.zeros(1)
+    # Target rotation about z whose quaternion vector part is a tenth of the normalising half scale.
+    angle = 2 * math.asin(0.1 * scales.rotation / 2)
+    rotvec = torch.tensor([[0.0, 0.0, angle]])
+    quadratic = direct_update_loss(out, zero_xy, zero_dz, rotvec, scales)
+    l1_like = direct_update_loss(out, zero_xy, zero_dz, rotvec, DirectLossScales.for_crop(96, 0.1))
+    torch.testing.assert_close(quadratic, torch.full((1, 3), 0.005), rtol=1e-4, atol=0)
+    torch.testing.assert_close(l1_like, torch.full((1, 3), 0.05), rtol=1e-4, atol=0)
+    far = PoseHeadOutputs(out.xy_px * 50, out.dz * 50, out.quat_xyzw, out.attention)
+    far_q = direct_update_loss(far, zero_xy, zero_dz, torch.zeros(1, 3), scales)[0, :2]
+    far_l1 = direct_update_loss(
+        far, zero_xy, zero_dz, torch.zeros(1, 3), DirectLossScales(beta=0.1)
+    )
+    torch.testing.assert_close(far_q, torch.tensor([4.5, 4.5]))
+    torch.testing.assert_close(far_l1[0, :2], torch.tensor([4.95, 4.95]))

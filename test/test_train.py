@@ -68,6 +68,9 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(None, ["flow_loss_weight=0.5"])
     with pytest.raises(ValueError, match=r"flow_loss_weight must be a finite number >= 0, got -1"):
         load_train_config(None, ["flow_loss_weight=-1"])
+    with pytest.raises(ValueError, match=r"direct_loss_beta must be a finite number > 0, got 0"):
+        load_train_config(None, ["direct_loss_beta=0"])
+    assert load_train_config(None, ["direct_loss_beta=0.1"]).direct_loss_beta == 0.1
     cfg = load_train_config(None, ["lr=1", "object_ids=[a, b]"])
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.object_ids == ("a", "b")
     assert (
@@ -86,6 +89,8 @@ def test_direct_term_weights_pick_the_terms_of_the_loss() -> None:
             loss, terms = step(batch)
         assert float(loss) == pytest.approx(max(weights) * float(terms[term]), rel=1e-5)
         assert float(terms[term]) > 0
+    beta_step = TrainingStep(net, TrainConfig(direct_loss_beta=0.1), **_object_tensors(model))
+    assert beta_step.scales.beta == 0.1
 
 
 def test_flow_loss_weight_adds_the_flow_term() -> None:
