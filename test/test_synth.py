@@ -58,6 +58,29 @@ def test_rotation_only_samples_keep_the_true_translation() -> None:
     generator.renderer.close()
 
 
+def test_later_stage_poses_decouple_rotation_from_depth_on_request() -> None:
+    # One factor for the whole pose: the samples with the smallest rotation error are also the nearest in
+    # depth. One factor per part: a small rotation error says nothing about the depth error.
+    T_gt = np.eye(4)
+    T_gt[2, 3] = 1.0
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    correlation = {}
+    for independent in (False, True):
+        generator = SceneGenerator([model], SynthConfig(later_stage_independent=independent))
+        rng = np.random.default_rng(7)
+        poses = [generator.later_stage_pose(rng, T_gt) for _ in range(3000)]
+        rot = np.array([rotation_error_deg(T, T_gt) for T in poses])
+        depth = np.array([T[2, 3] - 1.0 for T in poses])
+        aligned = rot < np.quantile(rot, 0.25)
+        correlation[independent] = np.abs(depth[aligned]).mean() / np.abs(depth).mean()
+        # Either way the depth noise is 5 cm times the factor: RMS 5 cm x sqrt(E[factor²]).
+        low, high = generator.cfg.later_stage_scale
+        rms_factor = np.sqrt((high**3 - low**3) / (3 * (high - low)))
+        assert np.sqrt(np.mean(depth**2)) == pytest.approx(0.05 * rms_factor, rel=0.1)
+    assert correlation[False] < 0.6  # aligned in rotation => near in depth
+    assert 0.9 < correlation[True] < 1.1
+
+
 def test_occlusion_stays_within_bounds(generator: SceneGenerator) -> None:
     occlusions = [generator.training_sample(1, i)["occlusion"] for i in range(40)]
     assert max(occlusions) <= generator.cfg.max_occlusion + 1e-6
