@@ -64,6 +64,17 @@ def test_depth_error_is_the_translation_error_along_the_camera_axis(models: dict
     assert signed["std"]["init"] == pytest.approx(expected.std())
     # An untrained net does not move the poses: the last stage's errors are the initial ones.
     assert signed["corr_last_with_init"] == pytest.approx(1.0)
+    # 2 cm is under a tenth of the 0.27 m diameter: all three pass ADD; a 6 cm depth error does not, and at
+    # the true depth it does again; 6 cm sideways stays wrong at any depth.
+    assert summary["add_0.1d"]["init"] == 1.0 and summary["add_0.1d_true_depth"]["init"] == 1.0
+    far, far_sideways = case.T_gt.copy(), case.T_gt.copy()
+    far[2, 3] += 0.06
+    far_sideways[0, 3] += 0.06
+    cases = [EvalCase(case.image, case.K, "demo_object", case.T_gt, T, 0.0)
+             for T in (far, far_sideways)]  # fmt: skip
+    summary = evaluate(refiner, cases, models, stages=1)["objects"]["demo_object"]
+    assert summary["add_0.1d"]["init"] == 0.0
+    assert summary["add_0.1d_true_depth"] == {"init": 0.5, "stage_1": 0.5}
 
 
 def test_synthetic_cases_are_fixed_by_the_seed(models: dict) -> None:
