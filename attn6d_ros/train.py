@@ -81,6 +81,9 @@ class TrainConfig:
     unroll: bool = False  # all stages per sample (paper); else single-step (shared_stages models)
     batch_size: int = 32
     total_samples: int = 1_000_000
+    # End this run once it has seen this many samples (0: at total_samples); the schedule still spans
+    # total_samples, so a run cut into pieces (sessions, time-limited machines) follows one schedule.
+    stop_after_samples: int = 0
     lr: float = 1e-3
     min_lr: float = 2e-5
     warmup_samples: int = 20_000
@@ -121,6 +124,8 @@ class TrainConfig:
                 "direct_term_weights must be three finite weights >= 0 (image shift, depth, rotation), "
                 f"got {list(weights)}"
             )
+        if cfg.stop_after_samples < 0:
+            raise ValueError(f"stop_after_samples must be >= 0, got {cfg.stop_after_samples}")
         if cfg.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {cfg.batch_size}")
         beta = cfg.direct_loss_beta
@@ -393,6 +398,8 @@ def train(cfg: TrainConfig) -> Path:
     try:
         for batch in loader:
             if samples >= cfg.total_samples or stop["flag"]:
+                break
+            if cfg.stop_after_samples and samples >= cfg.stop_after_samples:
                 break
             lr = get_lr(cfg, samples)
             for group in optimizer.param_groups:

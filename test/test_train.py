@@ -11,7 +11,7 @@ from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet, apply_update
 from attn6d_ros.synth import SceneGenerator, SynthConfig
-from attn6d_ros.train import TrainConfig, TrainingStep, load_train_config, main
+from attn6d_ros.train import TrainConfig, TrainingStep, get_lr, load_train_config, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,15 @@ def test_tiny_run_writes_checkpoints_history_and_resumes(tmp_path: Path) -> None
     _, metadata, state = load_checkpoint(out / "last.pt")
     assert state["samples"] == 32 and state["step"] == 4 and "demo_object" in metadata["objects"]
     assert load_checkpoint(out / "best.pt")[2] is None  # shipped-style: no training state
-    # Resume: the counters continue from last.pt.
+    # Resume: the counters continue from last.pt; stop_after_samples ends a piece early on the same
+    # schedule (the learning rate of total_samples=48), and the next piece continues it.
+    assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", *overrides,
+                 "total_samples=48", "warmup_samples=8", "stop_after_samples=40"]) == 0  # fmt: skip
+    state = load_checkpoint(out / "last.pt")[2]
+    assert state["samples"] == 40
+    last_lr = [r for r in json.loads(state["history"]) if r["kind"] == "train"][-1]["lr"]
+    schedule = load_train_config(None, ["total_samples=48", "warmup_samples=8"])
+    assert last_lr == pytest.approx(get_lr(schedule, 32)) and last_lr < 0.9 * schedule.lr
     assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", *overrides,
                  "total_samples=48"]) == 0  # fmt: skip
     assert load_checkpoint(out / "last.pt")[2]["samples"] == 48
@@ -68,6 +76,8 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(None, ["flow_loss_weight=0.5"])
     with pytest.raises(ValueError, match=r"flow_loss_weight must be a finite number >= 0, got -1"):
         load_train_config(None, ["flow_loss_weight=-1"])
+    with pytest.raises(ValueError, match=r"stop_after_samples must be >= 0, got -1"):
+        load_train_config(None, ["stop_after_samples=-1"])
     with pytest.raises(ValueError, match=r"direct_loss_beta must be a finite number > 0, got 0"):
         load_train_config(None, ["direct_loss_beta=0"])
     assert load_train_config(None, ["direct_loss_beta=0.1"]).direct_loss_beta == 0.1
