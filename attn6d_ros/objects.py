@@ -4,6 +4,7 @@ Format (config/objects.yaml)::
 
     demo_object:                      # the detector's class id
       mesh: ../models/demo_object.ply # relative to this file; also absolute, ~, $VARS, package://pkg/path
+                                      # (a variable holding a relative path: relative to the working dir)
       units: m                        # m | cm | mm (the unit of the file's coordinates)
       symmetric: false                # ADD-S and a symmetric loss when true
 """
@@ -11,6 +12,7 @@ Format (config/objects.yaml)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from attn6d_ros.mesh import UNIT_SCALE, ObjectModel, load_mesh
 from attn6d_ros.paths import resolve_path
 
 _KEYS = {"mesh", "units", "symmetric"}
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,24 @@ def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
         symmetric = entry.get("symmetric", False)
         if not isinstance(symmetric, bool):
             raise ValueError(f"{where}.symmetric must be true or false, got {symmetric!r}")
-        mesh = Path(resolve_path(os.path.expandvars(str(entry["mesh"])), relative_to=path.parent))
+        mesh = Path(resolve_path(_expand_variables(str(entry["mesh"])), relative_to=path.parent))
         if not mesh.is_file():
             raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}")
         specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric)
     return specs
+
+
+def _expand_variables(text: str) -> str:
+    """Expands $NAME and ${NAME} from the environment, a relative value taken from the working directory
+    (where the user set it, as the shell would read it); unset variables stay as written."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            return match.group(0)
+        return os.path.abspath(os.path.expanduser(os.environ[name]))
+
+    return _VARIABLE.sub(value, text)
 
 
 def load_objects(path: str | Path, ids: list[str] | None = None) -> dict[str, ObjectModel]:
