@@ -11,6 +11,12 @@ Depth, a controlled experiment on the same kind of samples (all objects): the re
 and again with only the depth changed by a known percentage (the object moved along its viewing ray), and the
 change of the depth output is compared with the change that would undo it. A response ratio of 1 corrects the
 error in one stage; well below 1 is a head that under-corrects (it cannot resolve that change of scale).
+
+Depth against alignment: the same with the render also turned by a known angle (5, 10, 20 degrees about a
+random axis), as before the rotation has converged. Per angle, the response ratio, the spread of the output
+over the samples at the right depth, and their quotient as a precision: the depth error, in per cent of the
+distance, at which the head's output stops moving (the per-scene error a converged refinement keeps, whatever
+the gain).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CropWindow, crop_intrinsics
+from attn6d_ros.geometry import axis_angle_to_matrix
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
     normalize_crop,
@@ -37,6 +44,13 @@ from attn6d_ros.synth import SceneGenerator, SynthConfig
 RIDGE_LAMBDA = 100.0  # on standardised features
 HELD_OUT_SHARE = 0.3
 DEPTH_ERRORS_PCT = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)  # of the distance; DeepIM noise is about 5 %
+MISALIGNMENTS_DEG = (
+    0.0,
+    5.0,
+    10.0,
+    20.0,
+)  # rotation of the render; after 4 stages the median is about 5
+ALIGNMENT_ERROR_PCT = 3.0
 
 
 def rotation_probe(
@@ -136,6 +150,81 @@ def depth_probe(
     }
 
 
+def depth_alignment_probe(
+    net: torch.nn.Module,
+    generator: SceneGenerator,
+    samples: int,
+    seed: int = 4242,
+    misalignments_deg: tuple[float, ...] = MISALIGNMENTS_DEG,
+    error_pct: float = ALIGNMENT_ERROR_PCT,
+) -> dict:
+    """The first stage's depth response and precision with the render turned off the truth (see module).
+
+    Per sample and angle: the true pose turned by the angle about a random axis, rendered at its depth and
+    at depth x (1 + e) and / (1 + e). Returns per angle: response_ratio (half the output's change between the
+    two over 3000 log(1 + e)), spread_dz (std over samples of the output at the right depth, paper units) and
+    precision_pct (100 x spread over the response per unit of log depth; None where the head does not
+    respond).
+    """
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2 for a spread, got {samples}")
+    if not 0.0 < error_pct < 50.0:
+        raise ValueError(f"error_pct must be within (0, 50) per cent, got {error_pct}")
+    if not misalignments_deg or any(not 0.0 <= a <= 90.0 for a in misalignments_deg):
+        raise ValueError(f"misalignments_deg must be within [0, 90], got {misalignments_deg}")
+    net = net.eval()
+    stage = net.stage(0)
+    size = net.cfg.crop_size
+    factors = (1.0 / (1.0 + error_pct / 100.0), 1.0, 1.0 + error_pct / 100.0)
+    outputs = []  # (samples, angles, 3)
+    for i in range(samples):
+        sample = generator.training_sample(seed, i)
+        model = generator.objects[sample["object_index"]]
+        window = CropWindow(
+            center_px=tuple(sample["window_center"]),
+            half_size_px=float(sample["window_half"]),
+            size_px=size,
+        )
+        K_crop = crop_intrinsics(sample["K"], window)
+        rng = np.random.default_rng([seed, i, 2])
+        poses = []
+        for angle in misalignments_deg:
+            turned = sample["T_gt"].copy()
+            turned[:3, :3] = (
+                axis_angle_to_matrix(_unit(rng.normal(size=3)) * np.radians(angle))
+                @ (turned[:3, :3])
+            )
+            poses += [_moved_along_ray(turned, f) for f in factors]
+        rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
+        renders = normalize_crop(torch.as_tensor(np.stack([r.rgb for r in rendered])))
+        image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(
+            len(poses), -1, -1, -1
+        )
+        with torch.no_grad():
+            dz = stage(image, renders).dz.double().numpy()
+        outputs.append(dz.reshape(len(misalignments_deg), 3))
+    out = np.asarray(outputs)
+    target = DEPTH_OUTPUT_DIVISOR * np.log1p(error_pct / 100.0)
+    ratio = (out[:, :, 0] - out[:, :, 2]).mean(0) / 2.0 / target
+    spread = out[:, :, 1].std(0)
+    precision = [
+        round(float(100.0 * sd / (DEPTH_OUTPUT_DIVISOR * r)), 2) if r > 1e-6 else None
+        for sd, r in zip(spread, ratio, strict=True)
+    ]
+    return {
+        "samples": samples,
+        "misalignment_deg": list(misalignments_deg),
+        "depth_error_pct": error_pct,
+        "response_ratio": ratio.round(3).tolist(),
+        "spread_dz": spread.round(1).tolist(),
+        "precision_pct": precision,
+    }
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
 def _moved_along_ray(T: np.ndarray, factor: float) -> np.ndarray:
     """T with its translation scaled by `factor`: the same image position, `factor` times the depth."""
     moved = T.copy()
@@ -163,15 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.samples < 20:
         parser.error(f"--samples must be >= 20 for a held-out split, got {args.samples}")
-    if args.depth_samples < 1:
-        parser.error(f"--depth-samples must be >= 1, got {args.depth_samples}")
+    if args.depth_samples < 2:
+        parser.error(f"--depth-samples must be >= 2 for a spread, got {args.depth_samples}")
     torch.set_num_threads(1)
     net, _, _ = load_checkpoint(args.checkpoint)
     models = load_objects(resolve_path(args.objects))
     generator = SceneGenerator(list(models.values()), SynthConfig(crop_size=net.cfg.crop_size))
     rotation = rotation_probe(net, generator, args.samples, args.seed)
     depth = depth_probe(net, generator, args.depth_samples, args.seed)
-    print(json.dumps({"rotation": rotation, "depth": depth}))
+    alignment = depth_alignment_probe(net, generator, args.depth_samples, args.seed)
+    print(json.dumps({"rotation": rotation, "depth": depth, "depth_alignment": alignment}))
     return 0
 
 

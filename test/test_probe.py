@@ -10,7 +10,14 @@ import torch
 
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
-from attn6d_ros.probe import DEPTH_ERRORS_PCT, _ridge_r2, depth_probe, main, rotation_probe
+from attn6d_ros.probe import (
+    DEPTH_ERRORS_PCT,
+    _ridge_r2,
+    depth_alignment_probe,
+    depth_probe,
+    main,
+    rotation_probe,
+)
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,11 +89,37 @@ def test_depth_probe_reads_zero_for_an_untrained_head(demo_generator) -> None:
         depth_probe(net, demo_generator, samples=0)
 
 
+def test_alignment_probe_reads_one_for_a_scale_oracle_at_any_angle(demo_generator) -> None:
+    # The oracle reads the render's silhouette area: turning the render changes the area, but the response
+    # is the change between two depths at the same angle, so it stays about 1.
+    result = depth_alignment_probe(_ScaleOracle(96), demo_generator, samples=3)
+    assert (
+        result["misalignment_deg"] == [0.0, 5.0, 10.0, 20.0] and result["depth_error_pct"] == 3.0
+    )
+    assert np.allclose(result["response_ratio"], 1.0, atol=0.25)
+    # It reads absolute area, not a comparison with the image: its output spreads over the samples.
+    assert min(result["spread_dz"]) > 10 and all(p > 0 for p in result["precision_pct"])
+
+
+def test_alignment_probe_of_an_untrained_head_has_no_precision(demo_generator) -> None:
+    net = RefinerNet(ModelConfig.lite(crop_size=96, shared_stages=True))
+    result = depth_alignment_probe(net, demo_generator, samples=2, misalignments_deg=(0.0, 10.0))
+    assert result["response_ratio"] == [0.0, 0.0] and result["precision_pct"] == [None, None]
+    with pytest.raises(ValueError, match=r"samples must be >= 2 for a spread, got 1"):
+        depth_alignment_probe(net, demo_generator, samples=1)
+    with pytest.raises(
+        ValueError, match=r"misalignments_deg must be within \[0, 90\], got \(-5.0,\)"
+    ):
+        depth_alignment_probe(net, demo_generator, samples=2, misalignments_deg=(-5.0,))
+    with pytest.raises(ValueError, match=r"error_pct must be within \(0, 50\) per cent, got 0.0"):
+        depth_alignment_probe(net, demo_generator, samples=2, error_pct=0.0)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--samples", "5"], "--samples must be >= 20 for a held-out split, got 5"),
-        (["--depth-samples", "0"], "--depth-samples must be >= 1, got 0"),
+        (["--depth-samples", "1"], "--depth-samples must be >= 2 for a spread, got 1"),
     ],
 )
 def test_cli_refuses_bad_sample_counts(arguments: list, message: str, capsys) -> None:
