@@ -44,12 +44,8 @@ from attn6d_ros.synth import SceneGenerator, SynthConfig
 RIDGE_LAMBDA = 100.0  # on standardised features
 HELD_OUT_SHARE = 0.3
 DEPTH_ERRORS_PCT = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)  # of the distance; DeepIM noise is about 5 %
-MISALIGNMENTS_DEG = (
-    0.0,
-    5.0,
-    10.0,
-    20.0,
-)  # rotation of the render; after 4 stages the median is about 5
+# Rotations of the render for the alignment part, degrees (after 4 stages the median error is about 5).
+MISALIGNMENTS_DEG = (0.0, 5.0, 10.0, 20.0)
 ALIGNMENT_ERROR_PCT = 3.0
 
 
@@ -189,11 +185,10 @@ def depth_alignment_probe(
         rng = np.random.default_rng([seed, i, 2])
         poses = []
         for angle in misalignments_deg:
+            axis = rng.normal(size=3)
+            turn = axis_angle_to_matrix(axis / np.linalg.norm(axis) * np.radians(angle))
             turned = sample["T_gt"].copy()
-            turned[:3, :3] = (
-                axis_angle_to_matrix(_unit(rng.normal(size=3)) * np.radians(angle))
-                @ (turned[:3, :3])
-            )
+            turned[:3, :3] = turn @ turned[:3, :3]
             poses += [_moved_along_ray(turned, f) for f in factors]
         rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
         renders = normalize_crop(torch.as_tensor(np.stack([r.rgb for r in rendered])))
@@ -219,10 +214,6 @@ def depth_alignment_probe(
         "spread_dz": spread.round(1).tolist(),
         "precision_pct": precision,
     }
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
 
 
 def _moved_along_ray(T: np.ndarray, factor: float) -> np.ndarray:
