@@ -111,27 +111,12 @@ def depth_probe(
             f"errors_pct must be non-zero and within (-50, 50) per cent, got {errors_pct}"
         )
     net = net.eval()
-    stage = net.stage(0)
-    size = net.cfg.crop_size
     at_truth, changes = [], []
     for i in range(samples):
         sample = generator.training_sample(seed, i)
-        model = generator.objects[sample["object_index"]]
         T_gt = sample["T_gt"]
-        window = CropWindow(  # the sample's crop window (that of its T_init)
-            center_px=tuple(sample["window_center"]),
-            half_size_px=float(sample["window_half"]),
-            size_px=size,
-        )
-        K_crop = crop_intrinsics(sample["K"], window)
         poses = [T_gt] + [_moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
-        rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
-        renders = np.stack([r.rgb for r in rendered])
-        image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(
-            len(poses), -1, -1, -1
-        )
-        with torch.no_grad():
-            dz = stage(image, normalize_crop(torch.as_tensor(renders))).dz.double().numpy()
+        dz = _depth_outputs(net, generator, sample, poses)
         at_truth.append(dz[0])
         changes.append(dz[1:] - dz[0])
     target = -DEPTH_OUTPUT_DIVISOR * np.log1p(np.asarray(errors_pct) / 100.0)
@@ -169,19 +154,10 @@ def depth_alignment_probe(
     if not misalignments_deg or any(not 0.0 <= a <= 90.0 for a in misalignments_deg):
         raise ValueError(f"misalignments_deg must be within [0, 90], got {misalignments_deg}")
     net = net.eval()
-    stage = net.stage(0)
-    size = net.cfg.crop_size
     factors = (1.0 / (1.0 + error_pct / 100.0), 1.0, 1.0 + error_pct / 100.0)
     outputs = []  # (samples, angles, 3)
     for i in range(samples):
         sample = generator.training_sample(seed, i)
-        model = generator.objects[sample["object_index"]]
-        window = CropWindow(
-            center_px=tuple(sample["window_center"]),
-            half_size_px=float(sample["window_half"]),
-            size_px=size,
-        )
-        K_crop = crop_intrinsics(sample["K"], window)
         rng = np.random.default_rng([seed, i, 2])
         poses = []
         for angle in misalignments_deg:
@@ -190,13 +166,7 @@ def depth_alignment_probe(
             turned = sample["T_gt"].copy()
             turned[:3, :3] = turn @ turned[:3, :3]
             poses += [_moved_along_ray(turned, f) for f in factors]
-        rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
-        renders = normalize_crop(torch.as_tensor(np.stack([r.rgb for r in rendered])))
-        image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(
-            len(poses), -1, -1, -1
-        )
-        with torch.no_grad():
-            dz = stage(image, renders).dz.double().numpy()
+        dz = _depth_outputs(net, generator, sample, poses)
         outputs.append(dz.reshape(len(misalignments_deg), 3))
     out = np.asarray(outputs)
     target = DEPTH_OUTPUT_DIVISOR * np.log1p(error_pct / 100.0)
@@ -214,6 +184,26 @@ def depth_alignment_probe(
         "spread_dz": spread.round(1).tolist(),
         "precision_pct": precision,
     }
+
+
+def _depth_outputs(
+    net: torch.nn.Module, generator: SceneGenerator, sample: dict, poses: list[np.ndarray]
+) -> np.ndarray:
+    """The first stage's depth output (paper units) for the sample's observed crop against a render at each
+    of `poses` (4x4 T_cam_obj, metres) in the sample's crop window (that of its T_init)."""
+    size = net.cfg.crop_size
+    window = CropWindow(
+        center_px=tuple(sample["window_center"]),
+        half_size_px=float(sample["window_half"]),
+        size_px=size,
+    )
+    K_crop = crop_intrinsics(sample["K"], window)
+    model = generator.objects[sample["object_index"]]
+    rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
+    renders = normalize_crop(torch.as_tensor(np.stack([r.rgb for r in rendered])))
+    image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(len(poses), -1, -1, -1)
+    with torch.no_grad():
+        return net.stage(0)(image, renders).dz.double().numpy()
 
 
 def _moved_along_ray(T: np.ndarray, factor: float) -> np.ndarray:
