@@ -7,7 +7,8 @@ object also the signed depth error in per cent of the true distance, its mean an
 correlation with the initial one: a bias, or an under-correction), ADD(-S) at 0.1 d with each pose moved
 along its viewing ray to the true depth (what the accuracy would be if depth were exact: the share of the
 failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucket (0-20 %, 20-40 %,
-40-60 %), and milliseconds per object.
+40-60 %), and milliseconds per object. With `--depth-search` every summary has one more column,
+`depth_search`: the poses after the depth search that follows the last stage (depth_search.py).
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
@@ -71,19 +72,25 @@ def evaluate(
     cases: Sequence[EvalCase],
     models: dict[str, ObjectModel],
     stages: int | None = None,
+    *,
+    depth_search: bool = False,
 ) -> dict:
     """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict."""
     n_stages = stages or refiner.cfg.num_stages
+    labels = _labels(n_stages) + (["depth_search"] if depth_search else [])
     rows: dict[str, list[dict]] = {object_id: [] for object_id in models}
     for case in cases:
         model = models[case.object_id]
         result = refiner.refine(
-            case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages
-        )[0]
+            case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages,
+            depth_search=depth_search,
+        )[0]  # fmt: skip
         poses = [case.T_init, *result.stage_poses]
         poses += [poses[-1]] * (
             n_stages + 1 - len(poses)
         )  # a diverged refinement keeps its last pose
+        if depth_search:
+            poses.append(result.T)
         errors = [pose_errors(T, case.T_gt, case.K, model.points, model.diameter, model.symmetric)
                   for T in poses]  # fmt: skip
         at_true_depth = [
@@ -101,7 +108,7 @@ def evaluate(
                 "add_true_depth": at_true_depth,
             }
         )
-    per_object = {oid: _summary(r, n_stages) for oid, r in rows.items() if r}
+    per_object = {oid: _summary(r, labels) for oid, r in rows.items() if r}
     return {
         "objects": per_object,
         "mean": _mean(per_object),
@@ -121,8 +128,7 @@ def _labels(n_stages: int) -> list[str]:
     return ["init"] + [f"stage_{k}" for k in range(1, n_stages + 1)]
 
 
-def _summary(rows: list[dict], n_stages: int) -> dict:
-    labels = _labels(n_stages)
+def _summary(rows: list[dict], labels: list[str]) -> dict:
 
     def rate(key: str, subset: list[dict]) -> dict[str, float]:
         return {lab: _mean_or_none([getattr(r["errors"][k], key) for r in subset])
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=200, help="synthetic scenes per object")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test set")
     parser.add_argument("--stages", type=int, default=None)
+    parser.add_argument("--depth-search", action="store_true",
+                        help="also report the poses after the depth search (depth_search.py)")  # fmt: skip
     parser.add_argument(
         "--occluder-probability",
         type=float,
@@ -276,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = synthetic_cases(models, args.scenes, args.seed, synth)
     for object_id, model in models.items():
         refiner.add_object(object_id, model)
-    report = evaluate(refiner, cases, models, args.stages)
+    report = evaluate(refiner, cases, models, args.stages, depth_search=args.depth_search)
     report.update(
         checkpoint=str(args.checkpoint),
         device=str(refiner.device),

@@ -454,7 +454,7 @@ class RefineNode(Node):
             raise ParameterError("stages", problem)
         if cfg.warmup:
             tic = time.perf_counter()
-            _warm_up(refiner, cfg.stages or None)
+            _warm_up(refiner, cfg.stages or None, cfg.depth_search)
             self.get_logger().info(
                 f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {self.device} "
                 f"({refiner.renderer.describe()})"
@@ -495,6 +495,7 @@ class RefineNode(Node):
                     K,
                     [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
                     stages=cfg.stages or None,
+                    depth_search=cfg.depth_search,
                 )
                 results = dict(zip(refinable, out, strict=True))
                 compute_ms = out[0].elapsed_ms
@@ -856,7 +857,7 @@ def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
 
 
-def _warm_up(refiner: Any, stages: int | None) -> None:
+def _warm_up(refiner: Any, stages: int | None, depth_search: bool) -> None:
     """One refinement of every object on a synthetic 640x480 frame: GL context, mesh uploads, kernels."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
@@ -866,7 +867,7 @@ def _warm_up(refiner: Any, stages: int | None) -> None:
         T = np.eye(4)
         T[2, 3] = max(0.3, 3.0 * refiner.models[object_id].diameter)  # about a third of the image
         detections.append((object_id, T))
-    refiner.refine(image, K, detections, stages=stages)
+    refiner.refine(image, K, detections, stages=stages, depth_search=depth_search)
 
 
 def main(args: list[str] | None = None) -> int:

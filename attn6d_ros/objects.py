@@ -76,7 +76,10 @@ def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
             raise ValueError(f"{where}.symmetric must be true or false, got {symmetric!r}")
         mesh = Path(resolve_path(_expand_variables(str(entry["mesh"])), relative_to=path.parent))
         if not mesh.is_file():
-            raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}")
+            unset = [m.group(1) or m.group(2) for m in _VARIABLE.finditer(str(entry["mesh"]))
+                     if (m.group(1) or m.group(2)) not in os.environ]  # fmt: skip
+            hint = f" (environment variable {', '.join(unset)} is not set)" if unset else ""
+            raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}{hint}")
         specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric)
     return specs
 

@@ -123,6 +123,15 @@ class NodeConfig:
             range=(0, 32),
         ),
     )
+    depth_search: bool = field(
+        default=False,
+        metadata=_param(
+            "depth_search",
+            "After the last stage, move each pose along its viewing ray to the depth whose silhouette "
+            "best separates the image's colours (depth_search.py; not in the paper). About 55 ms per "
+            "object on CPU",
+        ),
+    )
     min_score: float = field(
         default=0.2,
         metadata=_param(

@@ -14,6 +14,10 @@ Score (in [0, 1]): the zero-mean normalised cross-correlation between the image 
 the final pose, over the render's silhouette and the three colour channels, clipped at 0. It is 1 for a
 render that matches the image up to brightness and contrast, near 0 when the silhouette covers unrelated
 pixels. It measures appearance agreement (occlusion and lighting lower it), not a calibrated probability.
+
+Depth search (`refine(..., depth_search=True)`; our addition, off by default): after the last stage every
+pose is moved along its viewing ray to the depth whose silhouette best separates the image's colours
+(depth_search.py); the score is then that of the searched pose.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.depth_search import DepthSearchConfig, search_depth
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
@@ -47,8 +52,9 @@ class RefinementResult:
     Attributes:
         object_id: the detection's object id.
         T_init: (4, 4) the coarse pose given.
-        T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started).
-        stage_poses: the pose after every stage, (4, 4) each.
+        T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started); after
+            the depth search when it ran.
+        stage_poses: the pose after every stage, (4, 4) each (the network's, before any depth search).
         attention: (stages, 3, G, G) float32 attention maps (xy, z, rotation heads), each summing to 1;
             None when the detection was not refined.
         score: [0, 1] agreement of the final render with the image (module docstring); 0 on error.
@@ -56,6 +62,8 @@ class RefinementResult:
         elapsed_ms: wall time of the whole `refine` call (all detections are refined together).
         error: None, or why this detection was not (fully) refined.
         window: the crop window (fixed by T_init), image pixels; None when it could not be computed.
+        depth_factor: the depth search's distance over the last stage's (1.0: searched, no clear peak,
+            pose kept); None when no search ran.
     """
 
     object_id: str
@@ -68,6 +76,7 @@ class RefinementResult:
     elapsed_ms: float = 0.0
     error: str | None = None
     window: CropWindow | None = None
+    depth_factor: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +109,7 @@ class Refiner:
         device: "auto", "cpu", "cuda" or "cuda:N".
         renderer: a Renderer to use; by default one is created (moderngl on EGL).
         metadata: checkpoint metadata, kept for reference.
+        depth_search: settings of the depth search, when a call asks for it (default DepthSearchConfig()).
     """
 
     def __init__(
@@ -109,22 +119,30 @@ class Refiner:
         device: str = "auto",
         renderer: Renderer | None = None,
         metadata: dict | None = None,
+        depth_search: DepthSearchConfig | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.cfg = net.cfg
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.renderer = renderer or Renderer()
         self.metadata = metadata or {}
+        self.depth_search = depth_search or DepthSearchConfig()
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", *, renderer: Renderer | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        *,
+        renderer: Renderer | None = None,
+        depth_search: DepthSearchConfig | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
         net, metadata, _ = load_checkpoint(path)
-        return cls(net, device=device, renderer=renderer, metadata=metadata)
+        return cls(net, device=device, renderer=renderer, metadata=metadata,
+                   depth_search=depth_search)  # fmt: skip
 
     @property
     def object_ids(self) -> list[str]:
@@ -144,6 +162,8 @@ class Refiner:
         K: np.ndarray,
         detections: list[tuple[str, np.ndarray]],
         stages: int | None = None,
+        *,
+        depth_search: bool = False,
     ) -> list[RefinementResult]:
         """Refines every detection of one image.
 
@@ -152,6 +172,8 @@ class Refiner:
             K: (3, 3) intrinsics of the image.
             detections: (object_id, T_cam_obj_init) pairs; poses 4x4, metres, camera optical frame.
             stages: how many stages to run; defaults to the model's (a shared-stage model runs any number).
+            depth_search: after the last stage, move each pose along its ray to the depth whose silhouette
+                fits the image best (module docstring; not in the paper).
 
         Returns:
             One RefinementResult per detection, in order.
@@ -168,8 +190,10 @@ class Refiner:
             raise ValueError(f"stages must be in {limit} for this model, got {stages}")
         results, valid = self._prepare(image, K, detections)
         timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0, "score": 0.0}
+        if depth_search:
+            timings["depth_search"] = 0.0
         if valid:
-            self._run_stages(image, K, results, valid, n_stages, timings)
+            self._run_stages(image, K, results, valid, n_stages, timings, depth_search)
         elapsed = (time.perf_counter() - start) * 1000.0
         for result in results:
             result.elapsed_ms = elapsed
@@ -228,6 +252,7 @@ class Refiner:
         valid: list[int],
         n_stages: int,
         timings: dict[str, float],
+        depth_search: bool,
     ) -> None:
         S = self.cfg.crop_size
         dev = self.device
@@ -281,8 +306,20 @@ class Refiner:
                 R[j], t[j] = R_new[j], t_new[j]
                 stage_poses[j].append(_pose(R[j], t[j]))
             timings["update"] += _ms_since(tic)
-        tic = time.perf_counter()
         final = _poses(R, t)
+        factors: list[float | None] = [None] * len(valid)
+        if depth_search:
+            tic = time.perf_counter()
+            for j in np.flatnonzero(alive):
+                try:
+                    found = search_depth(image, K, final[j], models[j], self.renderer,
+                                         self.depth_search)  # fmt: skip
+                except ValueError as exc:  # part of the object behind the camera: keep the pose
+                    log.debug("depth search skipped for detection %d: %s", valid[j], exc)
+                    continue
+                final[j], factors[j] = found.T, found.factor
+            timings["depth_search"] += _ms_since(tic)
+        tic = time.perf_counter()
         renders = self.renderer.render_batch(
             [(m, final[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
             S,
@@ -293,9 +330,11 @@ class Refiner:
             result.T = final[j]
             result.stage_poses = stage_poses[j]
             result.attention = attention[:, j]
+            result.depth_factor = factors[j]
             result.score = _ncc_score(crops[j], renders[j].rgb, renders[j].mask)
             previous = stage_poses[j][-2] if len(stage_poses[j]) > 1 else result.T_init
-            moved = _mean_point_motion(models[j].points, previous, result.T)
+            last = stage_poses[j][-1] if stage_poses[j] else result.T
+            moved = _mean_point_motion(models[j].points, previous, last)
             result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
         timings["score"] += _ms_since(tic)
 

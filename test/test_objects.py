@@ -39,12 +39,17 @@ def test_a_relative_variable_is_taken_from_the_working_directory(
     assert read_object_table(table)["thing"].mesh == (tmp_path / "data" / "a.ply").resolve()
 
 
-def test_an_unset_variable_stays_in_the_error_message(
+def test_an_unset_variable_stays_in_the_error_message_which_says_it_is_unset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ATTN6D_NOT_SET", raising=False)
     table = _table(tmp_path, "${ATTN6D_NOT_SET}/a.ply")
     with pytest.raises(
-        FileNotFoundError, match=r"objects.thing.mesh: file not found: .*ATTN6D_NOT_SET"
+        FileNotFoundError,
+        match=r"objects.thing.mesh: file not found: .*ATTN6D_NOT_SET.*"
+        r"\(environment variable ATTN6D_NOT_SET is not set\)",
     ):
+        read_object_table(table)
+    monkeypatch.setenv("ATTN6D_NOT_SET", str(tmp_path))  # set, but the file is missing: no hint
+    with pytest.raises(FileNotFoundError, match=r"a\.ply$"):
         read_object_table(table)
