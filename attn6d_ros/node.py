@@ -633,6 +633,7 @@ class RefineNode(Node):
             if result is not None:
                 refinement.score = float(result.score)
                 refinement.converged = bool(result.converged)
+                refinement.depth_factor = float(result.depth_factor or 0.0)
                 refinement.stage_poses = [
                     conversions.matrix_to_pose(T) for T in result.stage_poses
                 ]

@@ -213,6 +213,33 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     assert all(x.header.frame_id == FRAME for x in tf.transforms)
 
 
+def test_depth_search_parameter_runs_the_search_after_the_last_stage(
+    ros: None, checkpoint: Path
+) -> None:
+    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.objects import load_objects
+    from attn6d_ros.refiner import Refiner
+
+    node = _node(checkpoint, stages=1, depth_search=True)
+    peer = Peer()
+    t = time.time()
+    rgb = textured_image()
+    T = pose(0.02)
+    details = _exchange(node, peer, t, [("", "demo_object", T)], rgb=rgb)
+    node.destroy_node()
+    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
+    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
+    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, depth_search=True)
+    refiner.renderer.close()
+    (refinement,) = details.refinements
+    assert refinement.error == "" and refinement.depth_factor > 0
+    assert refinement.depth_factor == pytest.approx(expected.depth_factor, rel=1e-6)
+    refined = pose_to_matrix(refinement.refined_pose)
+    last = pose_to_matrix(refinement.stage_poses[-1])
+    assert np.allclose(refined[:3, 3], refinement.depth_factor * last[:3, 3], atol=1e-6)
+    assert np.allclose(refined, expected.T, atol=1e-6)
+
+
 def test_scores_below_min_score_are_reported_not_published(ros: None, checkpoint: Path) -> None:
     node = _node(checkpoint, min_score=1.0)
     peer = Peer()
