@@ -3,10 +3,10 @@
 First the renderer alone (render + read-back per 152x152 crop, both backends). Then, for each model config
 (the paper's `full`, our `lite`, and the shipped checkpoint) on the chosen device: milliseconds per stage
 split into crop, render, network and update, for 1, 4 and 16 objects per frame (all refined as one batch),
-as medians over repeated runs after warm-up; then the node's end-to-end latency (image published -> refined
-pose received, 640x480, over loopback, the node in its own process); and peak memory (RSS, CUDA). Timings
-depend only on the architecture, not on the weights, so untrained networks stand in for configs without a
-checkpoint.
+as medians over repeated runs after warm-up, and the optional depth search's milliseconds for all objects;
+then the node's end-to-end latency (image published -> refined pose received, 640x480, over loopback, the
+node in its own process); and peak memory (RSS, CUDA). Timings depend only on the architecture, not on the
+weights, so untrained networks stand in for configs without a checkpoint.
 """
 
 from __future__ import annotations
@@ -73,12 +73,17 @@ def bench_refiner(
             refiner.refine(image, K, detections)
             runs.append(dict(refiner.last_timings_ms))
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        searches = []
+        for _ in range(repeats):
+            refiner.refine(image, K, detections, depth_search=True)
+            searches.append(refiner.last_timings_ms["depth_search"])
         out[f"{n}_objects"] = {
             "per_stage_ms": {
                 k: round(median[k] / stages, 2) for k in ("render", "network", "update")
             },
             "crop_ms": round(median["crop"], 2),
             "score_ms": round(median["score"], 2),
+            "depth_search_ms": round(statistics.median(searches), 1),  # optional, all objects
             "total_ms": round(median["total"], 1),
             "per_object_ms": round(median["total"] / n, 1),
         }

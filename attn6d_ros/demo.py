@@ -447,7 +447,7 @@ def _run_graph(args, model, node: subprocess.Popen, out: Path):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    rclpy.init()
+    rclpy.init(args=[])  # the demo's own arguments (--param NAME:=VALUE) are not ROS arguments
     recording = Recording()
     try:
         camera, detector, recorder = _make_nodes(args, model, recording)
