@@ -10,6 +10,7 @@ BUILD ?= build
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+EVAL_ARGS ?=
 DEMO_DOMAIN_ID ?= 42
 
 # DDS discovery stays on loopback (Kilted ignores ROS_LOCALHOST_ONLY); tests pick their own ROS_DOMAIN_ID.
@@ -71,7 +72,7 @@ train-demo: setup
 	$(VENV)/bin/attn6d-train --config config/train_demo.yaml
 
 eval-demo: setup
-	$(VENV)/bin/attn6d-eval --checkpoint models/demo_refiner.pt --objects config/objects.yaml
+	$(VENV)/bin/attn6d-eval --checkpoint models/demo_refiner.pt --objects config/objects.yaml $(EVAL_ARGS)
 
 bench: setup
 	$(VENV)/bin/attn6d-bench
