@@ -128,8 +128,8 @@ class NodeConfig:
         metadata=_param(
             "depth_search",
             "After the last stage, move each pose along its viewing ray to the depth whose silhouette "
-            "best separates the image's colours (depth_search.py; not in the paper). About 55 ms per "
-            "object on CPU",
+            "best separates the image's colours (depth_search.py; not in the paper). On CPU it takes "
+            "about as long as the 4 stages (16 renders per object)",
         ),
     )
     min_score: float = field(
