@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
 
@@ -140,14 +141,7 @@ def search_depth(
     if 0 < j < len(fine) - 1:
         log_factor += _parabola_peak(*fine_scores[j - 1 : j + 2]) * (fine[1] - fine[0])
     factor = float(np.exp(log_factor))
-    return DepthSearchResult(T=_along_ray(T_cam_obj, factor), factor=factor, peaked=True)
-
-
-def _along_ray(T: np.ndarray, factor: float) -> np.ndarray:
-    """T with its translation scaled by `factor`: the same image position, `factor` times the distance."""
-    moved = np.array(T, dtype=np.float64)
-    moved[:3, 3] *= factor
-    return moved
+    return DepthSearchResult(T=moved_along_ray(T_cam_obj, factor), factor=factor, peaked=True)
 
 
 def _silhouettes(
@@ -159,7 +153,7 @@ def _silhouettes(
     log_factors: np.ndarray,
 ) -> np.ndarray:
     """(N, S, S) bool masks of the object moved along its ray by exp(each log factor)."""
-    items = [(model, _along_ray(T, float(np.exp(x))), K_crop) for x in log_factors]
+    items = [(model, moved_along_ray(T, float(np.exp(x))), K_crop) for x in log_factors]
     return np.stack([out.mask for out in renderer.render_batch(items, size_px, size_px)])
 
 

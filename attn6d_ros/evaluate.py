@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
 from attn6d_ros.refiner import Refiner
@@ -94,7 +95,7 @@ def evaluate(
         errors = [pose_errors(T, case.T_gt, case.K, model.points, model.diameter, model.symmetric)
                   for T in poses]  # fmt: skip
         at_true_depth = [
-            pose_errors(_at_depth(T, case.T_gt[2, 3]), case.T_gt, case.K, model.points,
+            pose_errors(moved_along_ray(T, case.T_gt[2, 3] / T[2, 3]), case.T_gt, case.K, model.points,
                         model.diameter, model.symmetric).add_success
             for T in poses
         ]  # fmt: skip
@@ -115,13 +116,6 @@ def evaluate(
         "stages": n_stages,
         "cases": len(cases),
     }
-
-
-def _at_depth(T: np.ndarray, depth: float) -> np.ndarray:
-    """T moved along its viewing ray (translation scaled) to `depth` metres; same image position."""
-    moved = T.copy()
-    moved[:3, 3] *= depth / T[2, 3]
-    return moved
 
 
 def _labels(n_stages: int) -> list[str]:

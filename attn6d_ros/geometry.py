@@ -154,6 +154,14 @@ def pose_to_quat_xyzw(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return matrix_to_quat_xyzw(T[:3, :3]), np.array(T[:3, 3], dtype=np.float64)
 
 
+def moved_along_ray(T_cam_obj: np.ndarray, factor: float) -> np.ndarray:
+    """A copy of the pose with its translation scaled by `factor`: the object origin stays on the same pixel
+    (its viewing ray) at `factor` times the distance."""
+    moved = np.array(T_cam_obj, dtype=np.float64)
+    moved[:3, 3] *= factor
+    return moved
+
+
 def invert_pose(T_a_b: np.ndarray) -> np.ndarray:
     """Returns ``T_b_a``, the inverse of a rigid transform."""
     T_b_a = np.eye(4)

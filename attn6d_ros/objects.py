@@ -76,8 +76,8 @@ def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
             raise ValueError(f"{where}.symmetric must be true or false, got {symmetric!r}")
         mesh = Path(resolve_path(_expand_variables(str(entry["mesh"])), relative_to=path.parent))
         if not mesh.is_file():
-            unset = [m.group(1) or m.group(2) for m in _VARIABLE.finditer(str(entry["mesh"]))
-                     if (m.group(1) or m.group(2)) not in os.environ]  # fmt: skip
+            names = [_variable_name(m) for m in _VARIABLE.finditer(str(entry["mesh"]))]
+            unset = [name for name in names if name not in os.environ]
             hint = f" (environment variable {', '.join(unset)} is not set)" if unset else ""
             raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}{hint}")
         specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric)
@@ -89,12 +89,17 @@ def _expand_variables(text: str) -> str:
     (where the user set it, as the shell would read it); unset variables stay as written."""
 
     def value(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
+        name = _variable_name(match)
         if name not in os.environ:
             return match.group(0)
         return os.path.abspath(os.path.expanduser(os.environ[name]))
 
     return _VARIABLE.sub(value, text)
+
+
+def _variable_name(match: re.Match) -> str:
+    """NAME of a $NAME or ${NAME} match of _VARIABLE."""
+    return match.group(1) or match.group(2)
 
 
 def load_objects(path: str | Path, ids: list[str] | None = None) -> dict[str, ObjectModel]:

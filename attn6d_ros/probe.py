@@ -29,7 +29,7 @@ import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CropWindow, crop_intrinsics
-from attn6d_ros.geometry import axis_angle_to_matrix
+from attn6d_ros.geometry import axis_angle_to_matrix, moved_along_ray
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
     normalize_crop,
@@ -115,7 +115,7 @@ def depth_probe(
     for i in range(samples):
         sample = generator.training_sample(seed, i)
         T_gt = sample["T_gt"]
-        poses = [T_gt] + [_moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
+        poses = [T_gt] + [moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
         dz = _depth_outputs(net, generator, sample, poses)
         at_truth.append(dz[0])
         changes.append(dz[1:] - dz[0])
@@ -165,7 +165,7 @@ def depth_alignment_probe(
             turn = axis_angle_to_matrix(axis / np.linalg.norm(axis) * np.radians(angle))
             turned = sample["T_gt"].copy()
             turned[:3, :3] = turn @ turned[:3, :3]
-            poses += [_moved_along_ray(turned, f) for f in factors]
+            poses += [moved_along_ray(turned, f) for f in factors]
         dz = _depth_outputs(net, generator, sample, poses)
         outputs.append(dz.reshape(len(misalignments_deg), 3))
     out = np.asarray(outputs)
@@ -204,13 +204,6 @@ def _depth_outputs(
     image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(len(poses), -1, -1, -1)
     with torch.no_grad():
         return net.stage(0)(image, renders).dz.double().numpy()
-
-
-def _moved_along_ray(T: np.ndarray, factor: float) -> np.ndarray:
-    """T with its translation scaled by `factor`: the same image position, `factor` times the depth."""
-    moved = T.copy()
-    moved[:3, 3] *= factor
-    return moved
 
 
 def _ridge_r2(X: np.ndarray, Y: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from attn6d_ros.depth_search import (
     search_depth,
 )
 from attn6d_ros.evaluate import evaluate, synthetic_cases
+from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
 from attn6d_ros.refiner import Refiner
@@ -39,17 +40,13 @@ def scenes(model) -> list:
     return synthetic_cases({"demo_object": model}, 6, seed=31, synth=synth)
 
 
-def _moved(T: np.ndarray, factor: float) -> np.ndarray:
-    out = T.copy()
-    out[:3, 3] *= factor
-    return out
-
-
 @pytest.mark.parametrize("error", [0.96, 1.045])
 def test_finds_a_known_depth_error(scenes, model, renderer, error: float) -> None:
     remaining = []
     for case in scenes:
-        found = search_depth(case.image, case.K, _moved(case.T_gt, error), model, renderer)
+        found = search_depth(
+            case.image, case.K, moved_along_ray(case.T_gt, error), model, renderer
+        )
         assert found.peaked
         remaining.append(abs(found.T[2, 3] / case.T_gt[2, 3] - 1.0))
     # 4-4.5 % of the distance before; the threshold of ADD 0.1 d is about 3 % at 1 m for this object.
@@ -59,7 +56,7 @@ def test_finds_a_known_depth_error(scenes, model, renderer, error: float) -> Non
 
 def test_moves_the_pose_only_along_its_viewing_ray(scenes, model, renderer) -> None:
     case = scenes[0]
-    start = _moved(case.T_gt, 1.04)
+    start = moved_along_ray(case.T_gt, 1.04)
     start[:3, 3] += (0.01, -0.005, 0.0)  # off the true ray: the search does not correct this
     found = search_depth(case.image, case.K, start, model, renderer)
     np.testing.assert_array_equal(found.T[:3, :3], start[:3, :3])
@@ -105,7 +102,7 @@ def test_refiner_runs_it_after_the_last_stage(scenes, model) -> None:
     refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
     refiner.add_object("demo_object", model)
     case = scenes[1]
-    T_init = _moved(case.T_gt, 1.04)
+    T_init = moved_along_ray(case.T_gt, 1.04)
     plain = refiner.refine(case.image, case.K, [("demo_object", T_init)], stages=1)[0]
     assert plain.depth_factor is None and "depth_search" not in refiner.last_timings_ms
     result = refiner.refine(case.image, case.K, [("demo_object", T_init)], stages=1,

@@ -103,3 +103,14 @@ def test_rigid_flow_of_a_roll_turns_pixels_about_the_principal_point() -> None:
     c, s = np.cos(angle), np.sin(angle)
     np.testing.assert_allclose(flow[v, u], np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]]) - d,
                                atol=1e-3)  # fmt: skip
+
+
+def test_moved_along_ray_keeps_the_pixel_and_scales_the_distance() -> None:
+    T = np.eye(4)
+    T[:3, :3] = g.axis_angle_to_matrix([0.1, -0.2, 0.3])
+    T[:3, 3] = [0.05, -0.02, 0.8]
+    moved = g.moved_along_ray(T, 1.1)
+    np.testing.assert_array_equal(moved[:3, :3], T[:3, :3])
+    np.testing.assert_allclose(moved[:3, 3], 1.1 * T[:3, 3])
+    np.testing.assert_allclose(g.project(K, moved[None, :3, 3]), g.project(K, T[None, :3, 3]))
+    assert T[2, 3] == 0.8  # the input is not changed
