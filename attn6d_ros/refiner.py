@@ -109,7 +109,8 @@ class Refiner:
         device: "auto", "cpu", "cuda" or "cuda:N".
         renderer: a Renderer to use; by default one is created (moderngl on EGL).
         metadata: checkpoint metadata, kept for reference.
-        depth_search: settings of the depth search, when a call asks for it (default DepthSearchConfig()).
+        depth_search_config: settings of the depth search, when a call asks for it (default
+            DepthSearchConfig()).
     """
 
     def __init__(
@@ -119,14 +120,14 @@ class Refiner:
         device: str = "auto",
         renderer: Renderer | None = None,
         metadata: dict | None = None,
-        depth_search: DepthSearchConfig | None = None,
+        depth_search_config: DepthSearchConfig | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.cfg = net.cfg
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.renderer = renderer or Renderer()
         self.metadata = metadata or {}
-        self.depth_search = depth_search or DepthSearchConfig()
+        self.depth_search_config = depth_search_config or DepthSearchConfig()
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
 
@@ -137,12 +138,12 @@ class Refiner:
         device: str = "auto",
         *,
         renderer: Renderer | None = None,
-        depth_search: DepthSearchConfig | None = None,
+        depth_search_config: DepthSearchConfig | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
         net, metadata, _ = load_checkpoint(path)
         return cls(net, device=device, renderer=renderer, metadata=metadata,
-                   depth_search=depth_search)  # fmt: skip
+                   depth_search_config=depth_search_config)  # fmt: skip
 
     @property
     def object_ids(self) -> list[str]:
@@ -313,7 +314,7 @@ class Refiner:
             for j in np.flatnonzero(alive):
                 try:
                     found = search_depth(image, K, final[j], models[j], self.renderer,
-                                         self.depth_search)  # fmt: skip
+                                         self.depth_search_config)  # fmt: skip
                 except ValueError as exc:  # part of the object behind the camera: keep the pose
                     log.debug("depth search skipped for detection %d: %s", valid[j], exc)
                     continue
