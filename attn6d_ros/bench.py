@@ -73,10 +73,12 @@ def bench_refiner(
             refiner.refine(image, K, detections)
             runs.append(dict(refiner.last_timings_ms))
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        searches = []
+        searches, fits = [], []
         for _ in range(repeats):
             refiner.refine(image, K, detections, depth_search=True)
             searches.append(refiner.last_timings_ms["depth_search"])
+            refiner.refine(image, K, detections, region_fit=True)
+            fits.append(refiner.last_timings_ms["region_fit"])
         out[f"{n}_objects"] = {
             "per_stage_ms": {
                 k: round(median[k] / stages, 2) for k in ("render", "network", "update")
@@ -84,6 +86,7 @@ def bench_refiner(
             "crop_ms": round(median["crop"], 2),
             "score_ms": round(median["score"], 2),
             "depth_search_ms": round(statistics.median(searches), 1),  # optional, all objects
+            "region_fit_ms": round(statistics.median(fits), 1),  # optional, all objects
             "total_ms": round(median["total"], 1),
             "per_object_ms": round(median["total"] / n, 1),
         }

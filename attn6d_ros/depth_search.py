@@ -28,14 +28,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
-
-_MIN_BAND_PIXELS = 20  # fewer labelled pixels on either side: no colour model, pose kept
+from attn6d_ros.silhouette_score import (
+    colour_codes,
+    colour_posterior,
+    labelling_score,
+    outline_band,
+    render_silhouettes,
+)
 
 
 @dataclass(frozen=True)
@@ -117,25 +121,24 @@ def search_depth(
         K, T_cam_obj, model.hull_vertices, scale=CROP_SCALE, size_px=cfg.crop_px
     )
     K_crop = crop_intrinsics(K, window)
-    codes = _colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), cfg.colour_bins)
+    codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), cfg.colour_bins)
 
     coarse = np.linspace(-cfg.range_fraction, cfg.range_fraction, cfg.coarse_steps)  # log factors
     step = coarse[1] - coarse[0]
     coarse_masks = _silhouettes(renderer, model, T_cam_obj, K_crop, cfg.crop_px, coarse)
     # Every candidate, fine ones included, lies within the coarse range: its band covers them all.
-    band = ndimage.binary_dilation(np.any(coarse_masks, axis=0), iterations=cfg.band_px)
-    band &= ~ndimage.binary_erosion(np.all(coarse_masks, axis=0), iterations=cfg.band_px)
-    posterior = _colour_posterior(codes, coarse_masks[len(coarse) // 2], band, cfg.colour_bins)
+    band = outline_band(coarse_masks, cfg.band_px)
+    posterior = colour_posterior(codes, coarse_masks[len(coarse) // 2], band, cfg.colour_bins)
     if posterior is None:
         return kept
-    coarse_scores = [_labelling_score(posterior, mask[band]) for mask in coarse_masks]
+    coarse_scores = [labelling_score(posterior, mask[band]) for mask in coarse_masks]
     best = int(np.argmax(coarse_scores))
     if best in (0, len(coarse) - 1):
         return kept
 
     fine = coarse[best] + np.linspace(-step, step, cfg.fine_steps)
     fine_masks = _silhouettes(renderer, model, T_cam_obj, K_crop, cfg.crop_px, fine)
-    fine_scores = [_labelling_score(posterior, mask[band]) for mask in fine_masks]
+    fine_scores = [labelling_score(posterior, mask[band]) for mask in fine_masks]
     j = int(np.argmax(fine_scores))
     log_factor = float(fine[j])
     if 0 < j < len(fine) - 1:
@@ -153,34 +156,8 @@ def _silhouettes(
     log_factors: np.ndarray,
 ) -> np.ndarray:
     """(N, S, S) bool masks of the object moved along its ray by exp(each log factor)."""
-    items = [(model, moved_along_ray(T, float(np.exp(x))), K_crop) for x in log_factors]
-    return np.stack([out.mask for out in renderer.render_batch(items, size_px, size_px)])
-
-
-def _colour_codes(crop: np.ndarray, bins: int) -> np.ndarray:
-    """(S, S) int histogram bin of every pixel's RGB colour (0..255 per channel)."""
-    q = np.clip((crop * (bins / 256.0)).astype(np.int64), 0, bins - 1)
-    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-
-
-def _colour_posterior(
-    codes: np.ndarray, mask: np.ndarray, band: np.ndarray, bins: int
-) -> np.ndarray | None:
-    """P(object | colour) of every band pixel, from the band's colours inside and outside `mask`
-    (histograms with one pseudo-count per bin); None when either side has too few pixels."""
-    inside, outside = codes[mask & band], codes[band & ~mask]
-    if len(inside) < _MIN_BAND_PIXELS or len(outside) < _MIN_BAND_PIXELS:
-        return None
-    p_object = np.bincount(inside, minlength=bins**3) + 1.0
-    p_background = np.bincount(outside, minlength=bins**3) + 1.0
-    p_object /= p_object.sum()
-    p_background /= p_background.sum()
-    return (p_object / (p_object + p_background))[codes[band]]
-
-
-def _labelling_score(posterior: np.ndarray, inside: np.ndarray) -> float:
-    """Mean log probability of labelling the band's pixels object where `inside`, background elsewhere."""
-    return float(np.mean(np.log(np.where(inside, posterior, 1.0 - posterior))))
+    poses = [moved_along_ray(T, float(np.exp(x))) for x in log_factors]
+    return render_silhouettes(renderer, model, poses, K_crop, size_px)
 
 
 def _parabola_peak(left: float, centre: float, right: float) -> float:

@@ -8,7 +8,9 @@ correlation with the initial one: a bias, or an under-correction), ADD(-S) at 0.
 along its viewing ray to the true depth (what the accuracy would be if depth were exact: the share of the
 failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucket (0-20 %, 20-40 %,
 40-60 %), and milliseconds per object. With `--depth-search` every summary has one more column,
-`depth_search`: the poses after the depth search that follows the last stage (depth_search.py).
+`depth_search`: the poses after the depth search that follows the last stage (depth_search.py); with
+`--region-fit` one more, `region_fit`: the poses after the region fit (region_fit.py; after the depth
+search when both are asked for).
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
@@ -75,22 +77,26 @@ def evaluate(
     stages: int | None = None,
     *,
     depth_search: bool = False,
+    region_fit: bool = False,
 ) -> dict:
     """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict."""
     n_stages = stages or refiner.cfg.num_stages
     labels = _labels(n_stages) + (["depth_search"] if depth_search else [])
+    labels += ["region_fit"] if region_fit else []
     rows: dict[str, list[dict]] = {object_id: [] for object_id in models}
     for case in cases:
         model = models[case.object_id]
         result = refiner.refine(
             case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages,
-            depth_search=depth_search,
+            depth_search=depth_search, region_fit=region_fit,
         )[0]  # fmt: skip
         poses = [case.T_init, *result.stage_poses]
         poses += [poses[-1]] * (
             n_stages + 1 - len(poses)
         )  # a diverged refinement keeps its last pose
-        if depth_search:
+        if depth_search:  # the depth search's pose is the final one unless a region fit followed
+            poses.append(moved_along_ray(poses[-1], result.depth_factor or 1.0))
+        if region_fit:
             poses.append(result.T)
         errors = [pose_errors(T, case.T_gt, case.K, model.points, model.diameter, model.symmetric)
                   for T in poses]  # fmt: skip
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("LOW", "HIGH"),
         help="an occluded test set: one occluder placed to hide LOW-HIGH of each object (e.g. 0.2 0.6)",
     )
+    parser.add_argument("--region-fit", action="store_true",
+                        help="also report the poses after the region fit (region_fit.py)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--bop", type=Path, help="a BOP dataset split folder (e.g. lmo/test) instead"
@@ -278,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = synthetic_cases(models, args.scenes, args.seed, synth)
     for object_id, model in models.items():
         refiner.add_object(object_id, model)
-    report = evaluate(refiner, cases, models, args.stages, depth_search=args.depth_search)
+    report = evaluate(refiner, cases, models, args.stages, depth_search=args.depth_search,
+                      region_fit=args.region_fit)  # fmt: skip
     report.update(
         checkpoint=str(args.checkpoint),
         device=str(refiner.device),

@@ -454,7 +454,7 @@ class RefineNode(Node):
             raise ParameterError("stages", problem)
         if cfg.warmup:
             tic = time.perf_counter()
-            _warm_up(refiner, cfg.stages or None, cfg.depth_search)
+            _warm_up(refiner, cfg.stages or None, cfg.depth_search, cfg.region_fit)
             self.get_logger().info(
                 f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {self.device} "
                 f"({refiner.renderer.describe()})"
@@ -496,6 +496,7 @@ class RefineNode(Node):
                     [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
                     stages=cfg.stages or None,
                     depth_search=cfg.depth_search,
+                    region_fit=cfg.region_fit,
                 )
                 results = dict(zip(refinable, out, strict=True))
                 compute_ms = out[0].elapsed_ms
@@ -634,6 +635,9 @@ class RefineNode(Node):
                 refinement.score = float(result.score)
                 refinement.converged = bool(result.converged)
                 refinement.depth_factor = float(result.depth_factor or 0.0)
+                refinement.fit_motion_m = (
+                    -1.0 if result.fit_motion_m is None else float(result.fit_motion_m)
+                )
                 refinement.stage_poses = [
                     conversions.matrix_to_pose(T) for T in result.stage_poses
                 ]
@@ -858,7 +862,7 @@ def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
 
 
-def _warm_up(refiner: Any, stages: int | None, depth_search: bool) -> None:
+def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: bool) -> None:
     """One refinement of every object on a synthetic 640x480 frame: GL context, mesh uploads, kernels."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
@@ -868,7 +872,8 @@ def _warm_up(refiner: Any, stages: int | None, depth_search: bool) -> None:
         T = np.eye(4)
         T[2, 3] = max(0.3, 3.0 * refiner.models[object_id].diameter)  # about a third of the image
         detections.append((object_id, T))
-    refiner.refine(image, K, detections, stages=stages, depth_search=depth_search)
+    refiner.refine(image, K, detections, stages=stages, depth_search=depth_search,
+                   region_fit=region_fit)  # fmt: skip
 
 
 def main(args: list[str] | None = None) -> int:

@@ -18,6 +18,10 @@ pixels. It measures appearance agreement (occlusion and lighting lower it), not 
 Depth search (`refine(..., depth_search=True)`; our addition, off by default): after the last stage every
 pose is moved along its viewing ray to the depth whose silhouette best separates the image's colours
 (depth_search.py); the score is then that of the searched pose.
+
+Region fit (`refine(..., region_fit=True)`; our addition, off by default): after the last stage (and the
+depth search, when both run) every pose is moved to the nearby pose, all six degrees of freedom, whose
+silhouette best separates the image's colours (region_fit.py); the score is then that of the fitted pose.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from attn6d_ros.depth_search import DepthSearchConfig, search_depth
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
+from attn6d_ros.region_fit import RegionFitConfig, fit_region
 from attn6d_ros.render import NEAR, Renderer
 
 log = logging.getLogger(__name__)
@@ -53,8 +58,9 @@ class RefinementResult:
         object_id: the detection's object id.
         T_init: (4, 4) the coarse pose given.
         T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started); after
-            the depth search when it ran.
-        stage_poses: the pose after every stage, (4, 4) each (the network's, before any depth search).
+            the depth search and the region fit when they ran.
+        stage_poses: the pose after every stage, (4, 4) each (the network's, before any depth search or
+            region fit).
         attention: (stages, 3, G, G) float32 attention maps (xy, z, rotation heads), each summing to 1;
             None when the detection was not refined.
         score: [0, 1] agreement of the final render with the image (module docstring); 0 on error.
@@ -64,6 +70,8 @@ class RefinementResult:
         window: the crop window (fixed by T_init), image pixels; None when it could not be computed.
         depth_factor: the depth search's distance over the last stage's (1.0: searched, no clear peak,
             pose kept); None when no search ran.
+        fit_motion_m: how far the region fit moved the object's points (mean distance, as ADD), metres;
+            0.0: fitted, pose kept; None when no fit ran.
     """
 
     object_id: str
@@ -77,6 +85,7 @@ class RefinementResult:
     error: str | None = None
     window: CropWindow | None = None
     depth_factor: float | None = None
+    fit_motion_m: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -111,6 +120,8 @@ class Refiner:
         metadata: checkpoint metadata, kept for reference.
         depth_search_config: settings of the depth search, when a call asks for it (default
             DepthSearchConfig()).
+        region_fit_config: settings of the region fit, when a call asks for it (default
+            RegionFitConfig()).
     """
 
     def __init__(
@@ -121,6 +132,7 @@ class Refiner:
         renderer: Renderer | None = None,
         metadata: dict | None = None,
         depth_search_config: DepthSearchConfig | None = None,
+        region_fit_config: RegionFitConfig | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.cfg = net.cfg
@@ -128,6 +140,7 @@ class Refiner:
         self.renderer = renderer or Renderer()
         self.metadata = metadata or {}
         self.depth_search_config = depth_search_config or DepthSearchConfig()
+        self.region_fit_config = region_fit_config or RegionFitConfig()
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
 
@@ -139,11 +152,13 @@ class Refiner:
         *,
         renderer: Renderer | None = None,
         depth_search_config: DepthSearchConfig | None = None,
+        region_fit_config: RegionFitConfig | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
         net, metadata, _ = load_checkpoint(path)
         return cls(net, device=device, renderer=renderer, metadata=metadata,
-                   depth_search_config=depth_search_config)  # fmt: skip
+                   depth_search_config=depth_search_config,
+                   region_fit_config=region_fit_config)  # fmt: skip
 
     @property
     def object_ids(self) -> list[str]:
@@ -165,6 +180,7 @@ class Refiner:
         stages: int | None = None,
         *,
         depth_search: bool = False,
+        region_fit: bool = False,
     ) -> list[RefinementResult]:
         """Refines every detection of one image.
 
@@ -175,6 +191,9 @@ class Refiner:
             stages: how many stages to run; defaults to the model's (a shared-stage model runs any number).
             depth_search: after the last stage, move each pose along its ray to the depth whose silhouette
                 fits the image best (module docstring; not in the paper).
+            region_fit: after the last stage (and the depth search), move each pose to the nearby pose whose
+                silhouette fits the image best, all six degrees of freedom (module docstring; not in the
+                paper).
 
         Returns:
             One RefinementResult per detection, in order.
@@ -193,8 +212,10 @@ class Refiner:
         timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0, "score": 0.0}
         if depth_search:
             timings["depth_search"] = 0.0
+        if region_fit:
+            timings["region_fit"] = 0.0
         if valid:
-            self._run_stages(image, K, results, valid, n_stages, timings, depth_search)
+            self._run_stages(image, K, results, valid, n_stages, timings, depth_search, region_fit)
         elapsed = (time.perf_counter() - start) * 1000.0
         for result in results:
             result.elapsed_ms = elapsed
@@ -254,6 +275,7 @@ class Refiner:
         n_stages: int,
         timings: dict[str, float],
         depth_search: bool,
+        region_fit: bool,
     ) -> None:
         S = self.cfg.crop_size
         dev = self.device
@@ -320,6 +342,19 @@ class Refiner:
                     continue
                 final[j], factors[j] = found.T, found.factor
             timings["depth_search"] += _ms_since(tic)
+        motions: list[float | None] = [None] * len(valid)
+        if region_fit:
+            tic = time.perf_counter()
+            for j in np.flatnonzero(alive):
+                try:
+                    fitted = fit_region(image, K, final[j], models[j], self.renderer,
+                                        self.region_fit_config).T  # fmt: skip
+                except ValueError as exc:  # part of the object behind the camera: keep the pose
+                    log.debug("region fit skipped for detection %d: %s", valid[j], exc)
+                    continue
+                motions[j] = _mean_point_motion(models[j].points, final[j], fitted)
+                final[j] = fitted
+            timings["region_fit"] += _ms_since(tic)
         tic = time.perf_counter()
         renders = self.renderer.render_batch(
             [(m, final[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
@@ -332,6 +367,7 @@ class Refiner:
             result.stage_poses = stage_poses[j]
             result.attention = attention[:, j]
             result.depth_factor = factors[j]
+            result.fit_motion_m = motions[j]
             result.score = _ncc_score(crops[j], renders[j].rgb, renders[j].mask)
             previous = stage_poses[j][-2] if len(stage_poses[j]) > 1 else result.T_init
             last = stage_poses[j][-1] if stage_poses[j] else result.T

@@ -24,5 +24,5 @@ def test_bench_prints_one_json_object() -> None:
     for key in ("1_objects", "2_objects"):
         split = lite[key]["per_stage_ms"]
         assert set(split) == {"render", "network", "update"} and lite[key]["total_ms"] > 0
-        assert lite[key]["depth_search_ms"] > 0
+        assert lite[key]["depth_search_ms"] > 0 and lite[key]["region_fit_ms"] > 0
     assert report["peak_rss_mb"] > 0

@@ -240,6 +240,39 @@ def test_depth_search_parameter_runs_the_search_after_the_last_stage(
     assert np.allclose(refined, expected.T, atol=1e-6)
 
 
+def test_region_fit_parameter_runs_the_fit_after_the_last_stage(
+    ros: None, checkpoint: Path
+) -> None:
+    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.objects import load_objects
+    from attn6d_ros.refiner import Refiner
+
+    node = _node(checkpoint, stages=1, region_fit=True)
+    peer = Peer()
+    t = time.time()
+    rgb = textured_image()
+    T = pose(0.02)
+    details = _exchange(node, peer, t, [("", "demo_object", T)], rgb=rgb)
+    node.destroy_node()
+    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
+    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
+    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, region_fit=True)
+    refiner.renderer.close()
+    (refinement,) = details.refinements
+    assert refinement.error == "" and refinement.depth_factor == 0.0  # no depth search
+    assert refinement.fit_motion_m >= 0.0
+    assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
+    assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-6)
+
+
+def test_fit_motion_is_minus_one_without_the_region_fit(ros: None, checkpoint: Path) -> None:
+    node = _node(checkpoint, stages=1)
+    details = _exchange(node, Peer(), time.time(), [("", "demo_object", pose(0.0))])
+    node.destroy_node()
+    (refinement,) = details.refinements
+    assert refinement.error == "" and refinement.fit_motion_m == -1.0
+
+
 def test_scores_below_min_score_are_reported_not_published(ros: None, checkpoint: Path) -> None:
     node = _node(checkpoint, min_score=1.0)
     peer = Peer()
