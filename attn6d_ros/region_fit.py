@@ -55,7 +55,7 @@ class RegionFitConfig:
         colour_bins: histogram bins per colour channel.
         band_px: how far the band of compared pixels reaches beyond the candidates' outlines, pixels.
         range_fraction: the starting depth scan covers exp(-r) to exp(+r) times the network's distance.
-        depth_steps: distances in that scan (odd, so the network's is one of them).
+        depth_steps: distances in that scan (odd, so the network's is one of them; 1: no scan).
         iterations: pattern-search iterations (each renders 12 candidates, at most one more).
         rotation_step_deg: first rotation step about each camera axis, degrees.
         shift_step_px: first image-plane step, crop pixels.
@@ -142,6 +142,8 @@ def fit_region(
         return render_silhouettes(renderer, model, poses, K_crop, cfg.crop_px)
 
     scan = np.linspace(-cfg.range_fraction, cfg.range_fraction, cfg.depth_steps)
+    if cfg.depth_steps == 1:  # no scan: the network's distance only
+        scan = np.zeros(1)
     offsets = [np.r_[np.zeros(5), x] for x in scan]
     masks = render(offsets)
     renders = len(masks)

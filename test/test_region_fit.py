@@ -77,6 +77,15 @@ def test_keeps_the_pose_when_the_image_is_uniform(scenes, model, renderer) -> No
     np.testing.assert_array_equal(fitted.T, start)
 
 
+def test_without_scan_or_iterations_the_pose_is_kept(scenes, model, renderer) -> None:
+    case = scenes[0]
+    start = moved_along_ray(case.T_gt, 1.03)
+    cfg = RegionFitConfig(depth_steps=1, iterations=0)
+    fitted = fit_region(case.image, case.K, start, model, renderer, cfg)
+    assert fitted.renders == 1 and fitted.score_gain == 0.0
+    np.testing.assert_array_equal(fitted.T, start)
+
+
 def test_a_pose_behind_the_camera_is_an_error(scenes, model, renderer) -> None:
     behind = scenes[0].T_gt.copy()
     behind[2, 3] = -behind[2, 3]
