@@ -156,26 +156,42 @@ class ModernGLBackend:
             entry = self._fbos[(width, height)] = (fbo, attachments)
         return entry[0]
 
+    def render_masks(self, scenes: list, width: int, height: int) -> np.ndarray:
+        return np.stack(self._render(scenes, width, height, None, masks_only=True))
+
     def render_batch(
         self, scenes: list, width: int, height: int, light: Light | None
     ) -> list[RenderOutput]:
+        return self._render(scenes, width, height, light, masks_only=False)
+
+    def _render(
+        self, scenes: list, width: int, height: int, light: Light | None, masks_only: bool
+    ) -> list:
         cols = max(
             1, min(len(scenes), _MAX_ATLAS_SIDE // width, math.ceil(math.sqrt(len(scenes))))
         )
         rows_max = max(1, _MAX_ATLAS_SIDE // height)
         per_atlas = cols * rows_max
-        outputs: list[RenderOutput] = []
+        outputs: list = []
         # Our context must be current: another renderer in this process may have made its own current.
         with self.ctx:
             for start in range(0, len(scenes), per_atlas):
                 outputs += self._render_atlas(
-                    scenes[start : start + per_atlas], width, height, cols, light
+                    scenes[start : start + per_atlas], width, height, cols, light, masks_only
                 )
         return outputs
 
     def _render_atlas(
-        self, scenes: list, width: int, height: int, cols: int, light: Light | None
-    ) -> list[RenderOutput]:
+        self,
+        scenes: list,
+        width: int,
+        height: int,
+        cols: int,
+        light: Light | None,
+        masks_only: bool,
+    ) -> list:
+        """RenderOutputs of `scenes` drawn into one atlas; (H, W) bool masks only when `masks_only`
+        (one channel read back: the depth, 0 on the background)."""
         rows = math.ceil(len(scenes) / cols)
         fbo = self._framebuffer(cols * width, rows * height)
         fbo.use()
@@ -205,6 +221,15 @@ class ModernGLBackend:
                     prog["tex"].value = 0
                 gpu.vao.render(moderngl.TRIANGLES)
         full_w, full_h = cols * width, rows * height
+        if masks_only:
+            depth = np.frombuffer(
+                fbo.read(components=1, attachment=1, alignment=1, dtype="f4"), np.float32
+            ).reshape(full_h, full_w)
+            return [
+                depth[(i // cols) * height : (i // cols + 1) * height,
+                      (i % cols) * width : (i % cols + 1) * width] > 0.0
+                for i in range(len(scenes))
+            ]  # fmt: skip
         # Copies (np.array): frombuffer views of the read-back bytes would be read-only.
         rgb = np.array(np.frombuffer(fbo.read(components=3, attachment=0, alignment=1), np.uint8))
         rgb = rgb.reshape(full_h, full_w, 3)

@@ -76,6 +76,9 @@ class PyrenderBackend:
             self._size = (width, height)
         return self._renderer
 
+    def render_masks(self, scenes: list, width: int, height: int) -> np.ndarray:
+        return np.stack([out.mask for out in self.render_batch(scenes, width, height, None)])
+
     def render_batch(
         self, scenes: list, width: int, height: int, light: Light | None
     ) -> list[RenderOutput]:

@@ -138,8 +138,8 @@ class NodeConfig:
             "region_fit",
             "After the last stage (and the depth search), move each pose to the nearby pose, all six "
             "degrees of freedom, whose silhouette best separates the image's colours (region_fit.py; not "
-            "in the paper). The most accurate setting; on CPU it takes about three times as long as the "
-            "4 stages (about 110 renders per object)",
+            "in the paper). The most accurate setting; on CPU it takes about four times as long as the "
+            "4 stages (about 110 silhouette renders per object)",
         ),
     )
     min_score: float = field(

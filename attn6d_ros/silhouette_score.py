@@ -26,8 +26,7 @@ def render_silhouettes(
     size_px: int,
 ) -> np.ndarray:
     """(N, S, S) bool masks of the object at each (4, 4) pose, in a crop with intrinsics ``K_crop``."""
-    items = [(model, T, K_crop) for T in poses]
-    return np.stack([out.mask for out in renderer.render_batch(items, size_px, size_px)])
+    return renderer.render_masks([(model, T, K_crop) for T in poses], size_px, size_px)
 
 
 def outline_band(masks: np.ndarray, band_px: int) -> np.ndarray:

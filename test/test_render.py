@@ -221,6 +221,19 @@ def test_thousand_renders_do_not_leak(renderer: Renderer, models: dict) -> None:
     assert growth < 20, f"RSS grew by {growth:.1f} MB over 1000 renders"
 
 
+def test_masks_equal_the_batch_masks(renderer: Renderer, models: dict) -> None:
+    rng = np.random.default_rng(6)
+    K_small = np.array([[110.0, 0.0, 47.5], [0.0, 110.0, 39.5], [0.0, 0.0, 1.0]])
+    items = [
+        (models[n], _random_pose(rng, 0.7), K_small) for n in OBJECTS for _ in range(5)
+    ]  # 2D atlas
+    masks = renderer.render_masks(items, 96, 80)
+    assert masks.shape == (len(items), 80, 96) and masks.dtype == bool
+    for mask, out in zip(masks, renderer.render_batch(items, 96, 80), strict=True):
+        np.testing.assert_array_equal(mask, out.mask)
+    assert masks.any(axis=(1, 2)).all()
+
+
 def test_bad_inputs_are_refused(models: dict) -> None:
     with Renderer("moderngl") as renderer:
         T = np.eye(4)
@@ -233,5 +246,7 @@ def test_bad_inputs_are_refused(models: dict) -> None:
             renderer.render(models["ape"], T, np.diag([0.0, 0.0, 1.0]), W, H)
         with pytest.raises(ValueError, match="render size"):
             renderer.render(models["ape"], T, K, 0, H)
+        with pytest.raises(ValueError, match="non-finite"):
+            renderer.render_masks([(models["ape"], bad_T, K)], W, H)
         with pytest.raises(ValueError, match="backend"):
             Renderer("osmesa")
