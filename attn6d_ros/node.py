@@ -742,7 +742,7 @@ class RefineNode(Node):
         ):
             return
         self._last_overlay = now
-        from attn6d_ros.overlay import OverlayItem, draw_overlay
+        from attn6d_ros.overlay import OverlayItem, draw_overlay, refinement_label
 
         items = []
         for i, job in enumerate(jobs):
@@ -755,7 +755,12 @@ class RefineNode(Node):
             items.append(
                 OverlayItem(
                     model=refiner.models[job.class_id],
-                    label=job.instance_id + (" (tracked)" if job.tracked else ""),
+                    label=refinement_label(
+                        job.instance_id,
+                        tracked=job.tracked,
+                        depth_factor=None if result is None else result.depth_factor,
+                        fit_motion_m=None if result is None else result.fit_motion_m,
+                    ),
                     T_init=job.T_init,
                     T=result.T if published[i] else None,
                     score=None if result is None else float(result.score),

@@ -11,6 +11,7 @@ from attn6d_ros.overlay import (
     OverlayItem,
     attention_map_on_image,
     draw_overlay,
+    refinement_label,
     silhouette_mask,
 )
 
@@ -122,3 +123,12 @@ def test_heat_map_brightens_only_inside_the_window(box) -> None:
     u, v = (round(c) for c in window.center_px)
     assert out[v, u].sum() > 100  # the hot centre
     assert out[H - 1, 0].sum() == 0  # far outside the window: untouched
+
+
+def test_the_label_says_what_ran_after_the_stages() -> None:
+    assert refinement_label("mug") == "mug"
+    assert refinement_label("mug", tracked=True) == "mug (tracked)"
+    assert refinement_label("mug", depth_factor=0.9871) == "mug  depth x0.987"
+    assert refinement_label("mug", fit_motion_m=0.00612) == "mug  fit 6.1 mm"
+    both = refinement_label("mug_1", tracked=True, depth_factor=1.0, fit_motion_m=0.0)
+    assert both == "mug_1 (tracked)  depth x1.000  fit 0.0 mm"
