@@ -4,7 +4,7 @@ the image's colours (our addition, not in the paper; off unless asked for).
 Why: the network's depth is its weakest output, and a search along the viewing ray alone (depth_search.py)
 is misled by the few degrees and pixels the network leaves in rotation and image position: with the true
 rotation and image position the same colour score finds the depth to a median 0.3 % of the distance, with
-the network's to 1.3 % (README, "Region fit"). Fitting all six degrees of freedom together removes that.
+the network's to 1.3 % (README, "Region fit"). Fitting all six degrees of freedom together reduces that.
 
 How, for one refined pose ``T_cam_obj``:
 
