@@ -130,3 +130,18 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
     assert report["source"] == "synthetic" and report["cases"] == 3
     assert report["occluder_probability"] == 0.5 and report["occlusion_range"] is None
     assert set(report["objects"]) == {"demo_object"}
+
+
+@pytest.mark.slow
+def test_cli_reports_the_depth_search_and_region_fit_columns(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "m.pt"
+    save_checkpoint(checkpoint, RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)))
+    out = subprocess.run(
+        [sys.executable, "-m", "attn6d_ros.evaluate", "--checkpoint", str(checkpoint),
+         "--scenes", "2", "--stages", "1", "--device", "cpu", "--depth-search", "--region-fit"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    columns = ["init", "stage_1", "depth_search", "region_fit"]
+    assert list(report["objects"]["demo_object"]["add_0.1d"]) == columns
+    assert list(report["mean"]["add_0.1d"]) == columns
