@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import moderngl
 import numpy as np
@@ -157,16 +158,18 @@ class ModernGLBackend:
         return entry[0]
 
     def render_masks(self, scenes: list, width: int, height: int) -> np.ndarray:
-        return np.stack(self._render(scenes, width, height, None, masks_only=True))
+        return np.stack(self._render(scenes, width, height, None, self._read_masks))
 
     def render_batch(
         self, scenes: list, width: int, height: int, light: Light | None
     ) -> list[RenderOutput]:
-        return self._render(scenes, width, height, light, masks_only=False)
+        return self._render(scenes, width, height, light, self._read_outputs)
 
     def _render(
-        self, scenes: list, width: int, height: int, light: Light | None, masks_only: bool
+        self, scenes: list, width: int, height: int, light: Light | None, read: Callable
     ) -> list:
+        """Draws `scenes` into as few atlases as fit and reads each back with
+        ``read(fbo, count, width, height, cols)`` (a list per atlas)."""
         cols = max(
             1, min(len(scenes), _MAX_ATLAS_SIDE // width, math.ceil(math.sqrt(len(scenes))))
         )
@@ -176,22 +179,15 @@ class ModernGLBackend:
         # Our context must be current: another renderer in this process may have made its own current.
         with self.ctx:
             for start in range(0, len(scenes), per_atlas):
-                outputs += self._render_atlas(
-                    scenes[start : start + per_atlas], width, height, cols, light, masks_only
-                )
+                chunk = scenes[start : start + per_atlas]
+                fbo = self._draw_atlas(chunk, width, height, cols, light)
+                outputs += read(fbo, len(chunk), width, height, cols)
         return outputs
 
-    def _render_atlas(
-        self,
-        scenes: list,
-        width: int,
-        height: int,
-        cols: int,
-        light: Light | None,
-        masks_only: bool,
-    ) -> list:
-        """RenderOutputs of `scenes` drawn into one atlas; (H, W) bool masks only when `masks_only`
-        (one channel read back: the depth, 0 on the background)."""
+    def _draw_atlas(
+        self, scenes: list, width: int, height: int, cols: int, light: Light | None
+    ) -> moderngl.Framebuffer:
+        """Draws `scenes` into the tiles of one atlas framebuffer (row-major, `cols` per row)."""
         rows = math.ceil(len(scenes) / cols)
         fbo = self._framebuffer(cols * width, rows * height)
         fbo.use()
@@ -220,16 +216,14 @@ class ModernGLBackend:
                     gpu.texture.use(0)
                     prog["tex"].value = 0
                 gpu.vao.render(moderngl.TRIANGLES)
-        full_w, full_h = cols * width, rows * height
-        if masks_only:
-            depth = np.frombuffer(
-                fbo.read(components=1, attachment=1, alignment=1, dtype="f4"), np.float32
-            ).reshape(full_h, full_w)
-            return [
-                depth[(i // cols) * height : (i // cols + 1) * height,
-                      (i % cols) * width : (i % cols + 1) * width] > 0.0
-                for i in range(len(scenes))
-            ]  # fmt: skip
+        return fbo
+
+    @staticmethod
+    def _read_outputs(
+        fbo: moderngl.Framebuffer, count: int, width: int, height: int, cols: int
+    ) -> list[RenderOutput]:
+        """RenderOutputs of the first `count` tiles: colour, depth and instance channels read back."""
+        full_w, full_h = fbo.size
         # Copies (np.array): frombuffer views of the read-back bytes would be read-only.
         rgb = np.array(np.frombuffer(fbo.read(components=3, attachment=0, alignment=1), np.uint8))
         rgb = rgb.reshape(full_h, full_w, 3)
@@ -238,10 +232,8 @@ class ModernGLBackend:
         )
         depth_instance = depth_instance.reshape(full_h, full_w, 2)
         outputs = []
-        for index in range(len(scenes)):
-            col, row = index % cols, index // cols
-            ys = slice(row * height, (row + 1) * height)
-            xs = slice(col * width, (col + 1) * width)
+        for index in range(count):
+            ys, xs = _tile(index, width, height, cols)
             depth = np.ascontiguousarray(depth_instance[ys, xs, 0])
             instance = np.rint(depth_instance[ys, xs, 1]).astype(np.uint8)
             outputs.append(
@@ -253,6 +245,17 @@ class ModernGLBackend:
                 )
             )
         return outputs
+
+    @staticmethod
+    def _read_masks(
+        fbo: moderngl.Framebuffer, count: int, width: int, height: int, cols: int
+    ) -> list[np.ndarray]:
+        """(H, W) bool masks of the first `count` tiles; one channel read back (depth, 0 off the object)."""
+        full_w, full_h = fbo.size
+        depth = np.frombuffer(
+            fbo.read(components=1, attachment=1, alignment=1, dtype="f4"), np.float32
+        ).reshape(full_h, full_w)
+        return [depth[_tile(index, width, height, cols)] > 0.0 for index in range(count)]
 
     def release(self, model: ObjectModel) -> None:
         gpu = self._models.pop(id(model), None)
@@ -271,3 +274,9 @@ class ModernGLBackend:
             self._fbos.clear()
             self.program.release()
         self.ctx.release()
+
+
+def _tile(index: int, width: int, height: int, cols: int) -> tuple[slice, slice]:
+    """(rows, columns) slices of tile `index` in an atlas of `cols` tiles per row."""
+    row, col = divmod(index, cols)
+    return slice(row * height, (row + 1) * height), slice(col * width, (col + 1) * width)
