@@ -29,17 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
-from attn6d_ros.silhouette_score import (
-    colour_codes,
-    colour_posterior,
-    labelling_score,
-    outline_band,
-    render_silhouettes,
-)
+from attn6d_ros.silhouette_score import ray_silhouettes, scan_along_ray
 
 
 @dataclass(frozen=True)
@@ -117,47 +110,28 @@ def search_depth(
     """
     cfg = cfg or DepthSearchConfig()
     kept = DepthSearchResult(T=np.array(T_cam_obj, dtype=np.float64), factor=1.0, peaked=False)
-    window = compute_window(
-        K, T_cam_obj, model.hull_vertices, scale=CROP_SCALE, size_px=cfg.crop_px
-    )
-    K_crop = crop_intrinsics(K, window)
-    codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), cfg.colour_bins)
-
-    coarse = np.linspace(-cfg.range_fraction, cfg.range_fraction, cfg.coarse_steps)  # log factors
-    step = coarse[1] - coarse[0]
-    coarse_masks = _silhouettes(renderer, model, T_cam_obj, K_crop, cfg.crop_px, coarse)
     # Every candidate, fine ones included, lies within the coarse range: its band covers them all.
-    band = outline_band(coarse_masks, cfg.band_px)
-    posterior = colour_posterior(codes, coarse_masks[len(coarse) // 2], band, cfg.colour_bins)
-    if posterior is None:
+    scan = scan_along_ray(image, K, T_cam_obj, model, renderer, range_fraction=cfg.range_fraction,
+                          steps=cfg.coarse_steps, size_px=cfg.crop_px, colour_bins=cfg.colour_bins,
+                          band_px=cfg.band_px)  # fmt: skip
+    if scan.posterior is None:
         return kept
-    coarse_scores = [labelling_score(posterior, mask[band]) for mask in coarse_masks]
+    coarse = scan.log_factors
+    coarse_scores = [scan.score(mask) for mask in scan.masks]
     best = int(np.argmax(coarse_scores))
     if best in (0, len(coarse) - 1):
         return kept
 
+    step = coarse[1] - coarse[0]
     fine = coarse[best] + np.linspace(-step, step, cfg.fine_steps)
-    fine_masks = _silhouettes(renderer, model, T_cam_obj, K_crop, cfg.crop_px, fine)
-    fine_scores = [labelling_score(posterior, mask[band]) for mask in fine_masks]
+    fine_masks = ray_silhouettes(renderer, model, T_cam_obj, scan.K_crop, cfg.crop_px, fine)
+    fine_scores = [scan.score(mask) for mask in fine_masks]
     j = int(np.argmax(fine_scores))
     log_factor = float(fine[j])
     if 0 < j < len(fine) - 1:
         log_factor += _parabola_peak(*fine_scores[j - 1 : j + 2]) * (fine[1] - fine[0])
     factor = float(np.exp(log_factor))
     return DepthSearchResult(T=moved_along_ray(T_cam_obj, factor), factor=factor, peaked=True)
-
-
-def _silhouettes(
-    renderer: Renderer,
-    model: ObjectModel,
-    T: np.ndarray,
-    K_crop: np.ndarray,
-    size_px: int,
-    log_factors: np.ndarray,
-) -> np.ndarray:
-    """(N, S, S) bool masks of the object moved along its ray by exp(each log factor)."""
-    poses = [moved_along_ray(T, float(np.exp(x))) for x in log_factors]
-    return render_silhouettes(renderer, model, poses, K_crop, size_px)
 
 
 def _parabola_peak(left: float, centre: float, right: float) -> float:

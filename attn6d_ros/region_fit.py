@@ -31,17 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
-from attn6d_ros.silhouette_score import (
-    colour_codes,
-    colour_posterior,
-    labelling_score,
-    outline_band,
-    render_silhouettes,
-)
+from attn6d_ros.silhouette_score import render_silhouettes, scan_along_ray
 
 _DOF = 6  # rx, ry, rz (radians), du, dv (crop pixels), log distance
 
@@ -133,37 +126,26 @@ def fit_region(
     """
     cfg = cfg or RegionFitConfig()
     T0 = np.array(T_cam_obj, dtype=np.float64)
-    window = compute_window(K, T0, model.hull_vertices, scale=CROP_SCALE, size_px=cfg.crop_px)
-    K_crop = crop_intrinsics(K, window)
-    codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), cfg.colour_bins)
-
-    def render(offsets: list[np.ndarray]) -> np.ndarray:
-        poses = [_offset_pose(T0, d, K_crop) for d in offsets]
-        return render_silhouettes(renderer, model, poses, K_crop, cfg.crop_px)
-
-    scan = np.linspace(-cfg.range_fraction, cfg.range_fraction, cfg.depth_steps)
-    if cfg.depth_steps == 1:  # no scan: the network's distance only
-        scan = np.zeros(1)
-    offsets = [np.r_[np.zeros(5), x] for x in scan]
-    masks = render(offsets)
-    renders = len(masks)
-    band = outline_band(masks, cfg.band_px)
-    centre = cfg.depth_steps // 2
-    posterior = colour_posterior(codes, masks[centre], band, cfg.colour_bins)
-    if posterior is None:
+    scan = scan_along_ray(image, K, T0, model, renderer, range_fraction=cfg.range_fraction,
+                          steps=cfg.depth_steps, size_px=cfg.crop_px, colour_bins=cfg.colour_bins,
+                          band_px=cfg.band_px)  # fmt: skip
+    renders = len(scan.masks)
+    if scan.posterior is None:
         return RegionFitResult(T=T0, score_gain=0.0, renders=renders)
 
-    def score(mask: np.ndarray) -> float:
-        return labelling_score(posterior, mask[band])
+    def render(offsets: list[np.ndarray]) -> np.ndarray:
+        poses = [_offset_pose(T0, d, scan.K_crop) for d in offsets]
+        return render_silhouettes(renderer, model, poses, scan.K_crop, cfg.crop_px)
 
-    scores = [score(mask) for mask in masks]
-    start = scores[centre]
-    if start - _label_entropy_score(masks[centre][band]) < cfg.min_information:
+    scores = [scan.score(mask) for mask in scan.masks]
+    start = scores[scan.centre]
+    reference = scan.masks[scan.centre][scan.band]
+    if start - _label_entropy_score(reference) < cfg.min_information:
         return RegionFitResult(T=T0, score_gain=0.0, renders=renders)
     k = int(np.argmax(scores))
     if scores[k] <= start:
-        k = centre
-    d, best = offsets[k], scores[k]
+        k = scan.centre
+    d, best = np.r_[np.zeros(5), scan.log_factors[k]], scores[k]
     steps = np.array([np.radians(cfg.rotation_step_deg)] * 3 + [cfg.shift_step_px] * 2
                      + [cfg.depth_step])  # fmt: skip
     unit = np.eye(_DOF)
@@ -171,14 +153,14 @@ def fit_region(
         candidates = [d + sign * steps[i] * unit[i] for i in range(_DOF) for sign in (1.0, -1.0)]
         masks = render(candidates)
         renders += len(masks)
-        scores = [score(mask) for mask in masks]
+        scores = [scan.score(mask) for mask in masks]
         j = int(np.argmax(scores))
         improving = [i for i in range(_DOF) if max(scores[2 * i], scores[2 * i + 1]) > best]
         if len(improving) > 1:  # all improving steps together
             combined = d.copy()
             for i in improving:
                 combined[i] += steps[i] if scores[2 * i] >= scores[2 * i + 1] else -steps[i]
-            combined_score = score(render([combined])[0])
+            combined_score = scan.score(render([combined])[0])
             renders += 1
             if combined_score > scores[j]:
                 candidates.append(combined)
@@ -188,7 +170,9 @@ def fit_region(
             d, best = candidates[j], scores[j]
         else:
             steps = steps / 2.0
-    return RegionFitResult(T=_offset_pose(T0, d, K_crop), score_gain=best - start, renders=renders)
+    return RegionFitResult(
+        T=_offset_pose(T0, d, scan.K_crop), score_gain=best - start, renders=renders
+    )
 
 
 def _label_entropy_score(inside: np.ndarray) -> float:

@@ -5,13 +5,20 @@ The object's colours are learned from the image itself: a colour histogram insid
 and one outside it, both over a band of pixels near the object's outline, give every colour's posterior
 P(object | colour). A candidate silhouette is scored by the mean log posterior of its labelling of that
 band (object inside, background outside): higher is better, 0 is a perfect separation.
+
+`scan_along_ray` is the first step of both searches: crop the image around a pose, render its silhouette
+at distances along the viewing ray and learn the colour model at the pose's own distance.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
+from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
 
@@ -27,6 +34,78 @@ def render_silhouettes(
 ) -> np.ndarray:
     """(N, S, S) bool masks of the object at each (4, 4) pose, in a crop with intrinsics ``K_crop``."""
     return renderer.render_masks([(model, T, K_crop) for T in poses], size_px, size_px)
+
+
+def ray_silhouettes(
+    renderer: Renderer,
+    model: ObjectModel,
+    T_cam_obj: np.ndarray,
+    K_crop: np.ndarray,
+    size_px: int,
+    log_factors: np.ndarray,
+) -> np.ndarray:
+    """(N, S, S) bool masks of the object moved along its viewing ray by exp(each log factor)."""
+    poses = [moved_along_ray(T_cam_obj, float(np.exp(x))) for x in log_factors]
+    return render_silhouettes(renderer, model, poses, K_crop, size_px)
+
+
+@dataclass(frozen=True)
+class RayScan:
+    """Silhouettes of a pose moved along its viewing ray, and the colour model learned at its own distance.
+
+    Attributes:
+        K_crop: (3, 3) intrinsics of the crop (the paper's window around the pose, ``size_px`` square).
+        log_factors: (N,) the scanned log distance factors, odd N; the middle one is 0 (the pose itself).
+        masks: (N, S, S) bool silhouettes at those distances.
+        band: (S, S) bool the compared pixels (``outline_band`` of the masks).
+        posterior: P(object | colour) of every band pixel, learned from the middle silhouette; None when
+            either side of it has too few band pixels.
+    """
+
+    K_crop: np.ndarray
+    log_factors: np.ndarray
+    masks: np.ndarray
+    band: np.ndarray
+    posterior: np.ndarray | None
+
+    @property
+    def centre(self) -> int:
+        """Index of the pose's own distance."""
+        return len(self.log_factors) // 2
+
+    def score(self, mask: np.ndarray) -> float:
+        """Labelling score of an (S, S) silhouette over the band (needs a posterior)."""
+        return labelling_score(self.posterior, mask[self.band])
+
+
+def scan_along_ray(
+    image: np.ndarray,
+    K: np.ndarray,
+    T_cam_obj: np.ndarray,
+    model: ObjectModel,
+    renderer: Renderer,
+    *,
+    range_fraction: float,
+    steps: int,
+    size_px: int,
+    colour_bins: int,
+    band_px: int,
+) -> RayScan:
+    """Crops ``image`` around the pose (``size_px`` pixels), renders the silhouette at ``steps`` (odd)
+    distances from exp(-range_fraction) to exp(+range_fraction) times the pose's own (1 step: the pose
+    only) and learns the colour model over their band.
+
+    Raises:
+        ValueError: the pose puts the object behind the camera (from crop.compute_window).
+    """
+    window = compute_window(K, T_cam_obj, model.hull_vertices, scale=CROP_SCALE, size_px=size_px)
+    K_crop = crop_intrinsics(K, window)
+    codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), colour_bins)
+    log_factors = np.linspace(-range_fraction, range_fraction, steps) if steps > 1 else np.zeros(1)
+    masks = ray_silhouettes(renderer, model, T_cam_obj, K_crop, size_px, log_factors)
+    band = outline_band(masks, band_px)
+    posterior = colour_posterior(codes, masks[len(masks) // 2], band, colour_bins)
+    return RayScan(K_crop, log_factors, masks, band, posterior)
 
 
 def outline_band(masks: np.ndarray, band_px: int) -> np.ndarray:
