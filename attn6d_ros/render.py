@@ -31,6 +31,13 @@ from attn6d_ros.mesh import ObjectModel
 
 log = logging.getLogger(__name__)
 
+# What render_batch and render_masks draw, one image per item: (model, T_cam_obj, K) or
+# ([(model, T_cam_obj), ...], K).
+RenderItems = (
+    list[tuple[ObjectModel, np.ndarray, np.ndarray]]
+    | list[tuple[list[tuple[ObjectModel, np.ndarray]], np.ndarray]]
+)
+
 NEAR = 0.01  # metres; the paper's DIRT renderer clipped at 100 mm, we allow closer objects
 FAR = 20.0  # metres
 
@@ -128,8 +135,7 @@ class Renderer:
 
     def render_batch(
         self,
-        items: list[tuple[ObjectModel, np.ndarray, np.ndarray]]
-        | list[tuple[list[tuple[ObjectModel, np.ndarray]], np.ndarray]],
+        items: RenderItems,
         width: int,
         height: int,
         *,
@@ -147,8 +153,7 @@ class Renderer:
 
     def render_masks(
         self,
-        items: list[tuple[ObjectModel, np.ndarray, np.ndarray]]
-        | list[tuple[list[tuple[ObjectModel, np.ndarray]], np.ndarray]],
+        items: RenderItems,
         width: int,
         height: int,
     ) -> np.ndarray:
@@ -158,7 +163,7 @@ class Renderer:
         return self._impl.render_masks(scenes, int(width), int(height))
 
     @staticmethod
-    def _scenes(items: list, width: int, height: int) -> list:
+    def _scenes(items: RenderItems, width: int, height: int) -> list:
         """Checked ([(model, T), ...], K) scenes of render_batch's items."""
         scenes = []
         for i, item in enumerate(items):
