@@ -213,25 +213,31 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     assert all(x.header.frame_id == FRAME for x in tf.transforms)
 
 
+def _node_and_library(checkpoint: Path, **switches: bool):
+    """One textured frame through a 1-stage node with the given switches (depth_search, region_fit) and
+    through the library with the same ones: (the node's Refinement, the library's RefinementResult)."""
+    from attn6d_ros.objects import load_objects
+    from attn6d_ros.refiner import Refiner
+
+    node = _node(checkpoint, stages=1, **switches)
+    rgb = textured_image()
+    T = pose(0.02)
+    details = _exchange(node, Peer(), time.time(), [("", "demo_object", T)], rgb=rgb)
+    node.destroy_node()
+    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
+    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
+    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, **switches)
+    refiner.renderer.close()
+    (refinement,) = details.refinements
+    return refinement, expected
+
+
 def test_depth_search_parameter_runs_the_search_after_the_last_stage(
     ros: None, checkpoint: Path
 ) -> None:
     from attn6d_ros.conversions import pose_to_matrix
-    from attn6d_ros.objects import load_objects
-    from attn6d_ros.refiner import Refiner
 
-    node = _node(checkpoint, stages=1, depth_search=True)
-    peer = Peer()
-    t = time.time()
-    rgb = textured_image()
-    T = pose(0.02)
-    details = _exchange(node, peer, t, [("", "demo_object", T)], rgb=rgb)
-    node.destroy_node()
-    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
-    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
-    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, depth_search=True)
-    refiner.renderer.close()
-    (refinement,) = details.refinements
+    refinement, expected = _node_and_library(checkpoint, depth_search=True)
     assert refinement.error == "" and refinement.depth_factor > 0
     assert refinement.depth_factor == pytest.approx(expected.depth_factor, rel=1e-6)
     refined = pose_to_matrix(refinement.refined_pose)
@@ -244,21 +250,8 @@ def test_region_fit_parameter_runs_the_fit_after_the_last_stage(
     ros: None, checkpoint: Path
 ) -> None:
     from attn6d_ros.conversions import pose_to_matrix
-    from attn6d_ros.objects import load_objects
-    from attn6d_ros.refiner import Refiner
 
-    node = _node(checkpoint, stages=1, region_fit=True)
-    peer = Peer()
-    t = time.time()
-    rgb = textured_image()
-    T = pose(0.02)
-    details = _exchange(node, peer, t, [("", "demo_object", T)], rgb=rgb)
-    node.destroy_node()
-    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
-    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
-    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, region_fit=True)
-    refiner.renderer.close()
-    (refinement,) = details.refinements
+    refinement, expected = _node_and_library(checkpoint, region_fit=True)
     assert refinement.error == "" and refinement.depth_factor == 0.0  # no depth search
     assert refinement.fit_motion_m >= 0.0
     assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
