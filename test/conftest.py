@@ -1,4 +1,5 @@
-"""Shared pytest setup: DDS stays on loopback, ROS tests get their own domain, GPU tests need CUDA."""
+"""Shared pytest setup: DDS stays on loopback, ROS tests get their own domain, GPU tests need CUDA; the demo
+object, a renderer and unoccluded demo scenes for the silhouette searches' tests."""
 
 import itertools
 import os
@@ -31,6 +32,34 @@ def linemod_dir() -> Path:
     if not LINEMOD_DIR.is_dir():
         pytest.skip(f"LineMOD meshes not found at {LINEMOD_DIR} (set ATTN6D_LINEMOD_DIR)")
     return LINEMOD_DIR
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    """The shipped demo object."""
+    from attn6d_ros.mesh import load_mesh
+
+    return load_mesh(REPO / "models" / "demo_object.ply")
+
+
+@pytest.fixture(scope="module")
+def gl_renderer():
+    """An offscreen Renderer, closed after the module."""
+    from attn6d_ros.render import Renderer
+
+    with Renderer() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def demo_scenes(demo_model) -> list:
+    """Six unoccluded synthetic test scenes of the demo object (lit object, textured background, noise and
+    blur; seed 31)."""
+    from attn6d_ros.evaluate import synthetic_cases
+    from attn6d_ros.synth import SynthConfig
+
+    synth = SynthConfig(crop_size=64, occluder_probability=0.0)
+    return synthetic_cases({"demo_object": demo_model}, 6, seed=31, synth=synth)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

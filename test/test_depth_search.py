@@ -1,8 +1,6 @@
 """Depth search: finds a known depth error on synthetic scenes, moves poses only along their ray, keeps the
 pose when the image says nothing, checks its settings, and runs inside Refiner and evaluate."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,41 +9,18 @@ from attn6d_ros.depth_search import (
     _parabola_peak,
     search_depth,
 )
-from attn6d_ros.evaluate import evaluate, synthetic_cases
+from attn6d_ros.evaluate import evaluate
 from attn6d_ros.geometry import moved_along_ray
-from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
 from attn6d_ros.refiner import Refiner
-from attn6d_ros.render import Renderer
-from attn6d_ros.synth import SynthConfig
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_mesh(REPO / "models" / "demo_object.ply")
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    with Renderer() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def scenes(model) -> list:
-    """Unoccluded synthetic test scenes (lit object, textured background, noise and blur)."""
-    synth = SynthConfig(crop_size=64, occluder_probability=0.0)
-    return synthetic_cases({"demo_object": model}, 6, seed=31, synth=synth)
 
 
 @pytest.mark.parametrize("error", [0.96, 1.045])
-def test_finds_a_known_depth_error(scenes, model, renderer, error: float) -> None:
+def test_finds_a_known_depth_error(demo_scenes, demo_model, gl_renderer, error: float) -> None:
     remaining = []
-    for case in scenes:
+    for case in demo_scenes:
         found = search_depth(
-            case.image, case.K, moved_along_ray(case.T_gt, error), model, renderer
+            case.image, case.K, moved_along_ray(case.T_gt, error), demo_model, gl_renderer
         )
         assert found.peaked
         remaining.append(abs(found.T[2, 3] / case.T_gt[2, 3] - 1.0))
@@ -54,31 +29,31 @@ def test_finds_a_known_depth_error(scenes, model, renderer, error: float) -> Non
     assert max(remaining) < 0.025
 
 
-def test_moves_the_pose_only_along_its_viewing_ray(scenes, model, renderer) -> None:
-    case = scenes[0]
+def test_moves_the_pose_only_along_its_viewing_ray(demo_scenes, demo_model, gl_renderer) -> None:
+    case = demo_scenes[0]
     start = moved_along_ray(case.T_gt, 1.04)
     start[:3, 3] += (0.01, -0.005, 0.0)  # off the true ray: the search does not correct this
-    found = search_depth(case.image, case.K, start, model, renderer)
+    found = search_depth(case.image, case.K, start, demo_model, gl_renderer)
     np.testing.assert_array_equal(found.T[:3, :3], start[:3, :3])
     np.testing.assert_allclose(found.T[:3, 3], found.factor * start[:3, 3], rtol=1e-12)
     np.testing.assert_array_equal(found.T[3], [0, 0, 0, 1])
     assert found.peaked and np.exp(-0.08) <= found.factor <= np.exp(0.08)  # within the range
 
 
-def test_keeps_the_pose_when_the_image_is_uniform(scenes, model, renderer) -> None:
-    case = scenes[0]
+def test_keeps_the_pose_when_the_image_is_uniform(demo_scenes, demo_model, gl_renderer) -> None:
+    case = demo_scenes[0]
     grey = np.full_like(case.image, 128)
-    found = search_depth(grey, case.K, case.T_gt, model, renderer)
+    found = search_depth(grey, case.K, case.T_gt, demo_model, gl_renderer)
     assert not found.peaked and found.factor == 1.0
     np.testing.assert_array_equal(found.T, case.T_gt)
 
 
-def test_a_pose_behind_the_camera_is_an_error(scenes, model, renderer) -> None:
-    case = scenes[0]
+def test_a_pose_behind_the_camera_is_an_error(demo_scenes, demo_model, gl_renderer) -> None:
+    case = demo_scenes[0]
     behind = case.T_gt.copy()
     behind[2, 3] = -behind[2, 3]
     with pytest.raises(ValueError, match="behind"):
-        search_depth(case.image, case.K, behind, model, renderer)
+        search_depth(case.image, case.K, behind, demo_model, gl_renderer)
 
 
 @pytest.mark.parametrize(
@@ -98,10 +73,10 @@ def test_parabola_peak_lies_towards_the_higher_neighbour() -> None:
     assert _parabola_peak(1.0, 1.0, 1.0) == 0.0  # flat: no vertex
 
 
-def test_refiner_runs_it_after_the_last_stage(scenes, model) -> None:
+def test_refiner_runs_it_after_the_last_stage(demo_scenes, demo_model) -> None:
     refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
-    refiner.add_object("demo_object", model)
-    case = scenes[1]
+    refiner.add_object("demo_object", demo_model)
+    case = demo_scenes[1]
     T_init = moved_along_ray(case.T_gt, 1.04)
     plain = refiner.refine(case.image, case.K, [("demo_object", T_init)], stages=1)[0]
     assert plain.depth_factor is None and "depth_search" not in refiner.last_timings_ms
@@ -117,10 +92,12 @@ def test_refiner_runs_it_after_the_last_stage(scenes, model) -> None:
     refiner.renderer.close()
 
 
-def test_evaluate_reports_a_depth_search_column(scenes, model) -> None:
+def test_evaluate_reports_a_depth_search_column(demo_scenes, demo_model) -> None:
     refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
-    refiner.add_object("demo_object", model)
-    report = evaluate(refiner, scenes[:2], {"demo_object": model}, stages=1, depth_search=True)
+    refiner.add_object("demo_object", demo_model)
+    report = evaluate(
+        refiner, demo_scenes[:2], {"demo_object": demo_model}, stages=1, depth_search=True
+    )
     summary = report["objects"]["demo_object"]
     assert list(summary["add_0.1d"]) == ["init", "stage_1", "depth_search"]
     assert list(report["mean"]["median_depth_err_mm"]) == ["init", "stage_1", "depth_search"]
