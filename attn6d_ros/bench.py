@@ -3,10 +3,10 @@
 First the renderer alone (render + read-back per 152x152 crop, both backends). Then, for each model config
 (the paper's `full`, our `lite`, and the shipped checkpoint) on the chosen device: milliseconds per stage
 split into crop, render, network and update, for 1, 4 and 16 objects per frame (all refined as one batch),
-as medians over repeated runs after warm-up, and the optional depth search's milliseconds for all objects;
-then the node's end-to-end latency (image published -> refined pose received, 640x480, over loopback, the
-node in its own process); and peak memory (RSS, CUDA). Timings depend only on the architecture, not on the
-weights, so untrained networks stand in for configs without a checkpoint.
+as medians over repeated runs after warm-up, and the optional depth search's and region fit's milliseconds
+for all objects; then the node's end-to-end latency (image published -> refined pose received, 640x480, over
+loopback, the node in its own process); and peak memory (RSS, CUDA). Timings depend only on the
+architecture, not on the weights, so untrained networks stand in for configs without a checkpoint.
 """
 
 from __future__ import annotations

@@ -117,16 +117,21 @@ def test_cli_refuses_bad_occlusion_settings(arguments: list, message: str) -> No
     assert out.returncode == 2 and message in out.stderr
 
 
-@pytest.mark.slow
-def test_cli_prints_one_json_object(tmp_path: Path) -> None:
+def _cli_report(tmp_path: Path, *arguments: str) -> dict:
+    """attn6d-eval's JSON report for an untrained lite checkpoint, on CPU, with `arguments` added."""
     checkpoint = tmp_path / "m.pt"
     save_checkpoint(checkpoint, RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)))
     out = subprocess.run(
         [sys.executable, "-m", "attn6d_ros.evaluate", "--checkpoint", str(checkpoint),
-         "--scenes", "3", "--device", "cpu"],
+         "--device", "cpu", *arguments],
         capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip
-    report = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.slow
+def test_cli_prints_one_json_object(tmp_path: Path) -> None:
+    report = _cli_report(tmp_path, "--scenes", "3")
     assert report["source"] == "synthetic" and report["cases"] == 3
     assert report["occluder_probability"] == 0.5 and report["occlusion_range"] is None
     assert set(report["objects"]) == {"demo_object"}
@@ -134,14 +139,9 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_reports_the_depth_search_and_region_fit_columns(tmp_path: Path) -> None:
-    checkpoint = tmp_path / "m.pt"
-    save_checkpoint(checkpoint, RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)))
-    out = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.evaluate", "--checkpoint", str(checkpoint),
-         "--scenes", "2", "--stages", "1", "--device", "cpu", "--depth-search", "--region-fit"],
-        capture_output=True, text=True, check=True, cwd=REPO,
-    )  # fmt: skip
-    report = json.loads(out.stdout)
+    report = _cli_report(
+        tmp_path, "--scenes", "2", "--stages", "1", "--depth-search", "--region-fit"
+    )
     columns = ["init", "stage_1", "depth_search", "region_fit"]
     assert list(report["objects"]["demo_object"]["add_0.1d"]) == columns
     assert list(report["mean"]["add_0.1d"]) == columns
