@@ -13,13 +13,27 @@ from attn6d_ros.render import FAR, NEAR, Light, RenderOutput
 
 # clip = (2 fx X / W + (2 (cx + 0.5) / W - 1) Z, same for y, perspective z, Z): pixel centres land on integer
 # (u, v) as in OpenCV, and framebuffer row 0 is image row 0 (so the winding is mirrored: culling stays off).
-_VERTEX_SHADER = """
+_PROJECTION = """
 #version 330
 uniform mat3 R;
 uniform vec3 t;
 uniform vec4 proj;      // fx, fy, cx, cy (pixels)
 uniform vec2 size;      // width, height (pixels)
 uniform vec2 near_far;  // metres
+vec4 project(vec3 p) {  // camera frame (metres) to clip coordinates
+    float n = near_far.x;
+    float f = near_far.y;
+    return vec4(
+        2.0 * proj.x / size.x * p.x + (2.0 * (proj.z + 0.5) / size.x - 1.0) * p.z,
+        2.0 * proj.y / size.y * p.y + (2.0 * (proj.w + 0.5) / size.y - 1.0) * p.z,
+        (f + n) / (f - n) * p.z - 2.0 * f * n / (f - n),
+        p.z);
+}
+"""
+
+_VERTEX_SHADER = (
+    _PROJECTION
+    + """
 in vec3 in_pos;
 in vec3 in_color;
 in vec3 in_normal;
@@ -34,15 +48,10 @@ void main() {
     v_color = in_color;
     v_normal = R * in_normal;
     v_uv = in_uv;
-    float n = near_far.x;
-    float f = near_far.y;
-    gl_Position = vec4(
-        2.0 * proj.x / size.x * p.x + (2.0 * (proj.z + 0.5) / size.x - 1.0) * p.z,
-        2.0 * proj.y / size.y * p.y + (2.0 * (proj.w + 0.5) / size.y - 1.0) * p.z,
-        (f + n) / (f - n) * p.z - 2.0 * f * n / (f - n),
-        p.z);
+    gl_Position = project(p);
 }
 """
+)
 
 _FRAGMENT_SHADER = """
 #version 330
@@ -76,6 +85,26 @@ void main() {
 }
 """
 
+# Silhouettes only (render_masks): positions in, one byte out, no depth test (a mask is the union of its
+# objects); about half the time of the full shaders on llvmpipe (README, "Speed").
+_MASK_VERTEX_SHADER = (
+    _PROJECTION
+    + """
+in vec3 in_pos;
+void main() {
+    gl_Position = project(R * in_pos + t);
+}
+"""
+)
+
+_MASK_FRAGMENT_SHADER = """
+#version 330
+layout(location = 0) out float out_mask;
+void main() {
+    out_mask = 1.0;
+}
+"""
+
 _MAX_ATLAS_SIDE = (
     8192  # pixels; llvmpipe and every desktop GPU support at least this framebuffer size
 )
@@ -85,7 +114,11 @@ class _GpuModel:
     """Vertex/index buffers (and texture) of one model in one context."""
 
     def __init__(
-        self, ctx: moderngl.Context, program: moderngl.Program, model: ObjectModel
+        self,
+        ctx: moderngl.Context,
+        program: moderngl.Program,
+        mask_program: moderngl.Program,
+        model: ObjectModel,
     ) -> None:
         n = len(model.vertices)
         uv = model.uv if model.uv is not None else np.zeros((n, 2), np.float32)
@@ -99,6 +132,12 @@ class _GpuModel:
             index_buffer=self.ibo,
             index_element_size=4,
         )
+        self.mask_vao = ctx.vertex_array(  # positions only: skip colour, normal and uv (32 bytes)
+            mask_program,
+            [(self.vbo, "3f 32x", "in_pos")],
+            index_buffer=self.ibo,
+            index_element_size=4,
+        )
         self.texture = None
         if model.texture is not None:
             image = np.ascontiguousarray(
@@ -108,7 +147,7 @@ class _GpuModel:
             self.texture.build_mipmaps()
 
     def release(self) -> None:
-        for obj in (self.vao, self.vbo, self.ibo, self.texture):
+        for obj in (self.vao, self.mask_vao, self.vbo, self.ibo, self.texture):
             if obj is not None:
                 obj.release()
 
@@ -129,10 +168,14 @@ class ModernGLBackend:
             vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER
         )
         self.program["near_far"].value = (NEAR, FAR)
+        self.mask_program = self.ctx.program(
+            vertex_shader=_MASK_VERTEX_SHADER, fragment_shader=_MASK_FRAGMENT_SHADER
+        )
+        self.mask_program["near_far"].value = (NEAR, FAR)
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.ctx.disable(moderngl.CULL_FACE)
         self._models: dict[int, _GpuModel] = {}
-        self._fbos: dict[tuple[int, int], tuple[moderngl.Framebuffer, list]] = {}
+        self._fbos: dict[tuple[int, int, bool], tuple[moderngl.Framebuffer, list]] = {}
 
     def describe(self) -> str:
         return f"moderngl/EGL: {self.ctx.info['GL_RENDERER']}"
@@ -140,36 +183,50 @@ class ModernGLBackend:
     def _gpu_model(self, model: ObjectModel) -> _GpuModel:
         gpu = self._models.get(id(model))
         if gpu is None:
-            gpu = self._models[id(model)] = _GpuModel(self.ctx, self.program, model)
+            gpu = self._models[id(model)] = _GpuModel(
+                self.ctx, self.program, self.mask_program, model
+            )
         return gpu
 
-    def _framebuffer(self, width: int, height: int) -> moderngl.Framebuffer:
-        entry = self._fbos.get((width, height))
+    def _framebuffer(self, width: int, height: int, masks: bool = False) -> moderngl.Framebuffer:
+        """The atlas framebuffer of that size: colour, depth-and-instance and depth attachments, or
+        (``masks``) one byte per pixel."""
+        entry = self._fbos.get((width, height, masks))
         if entry is None:
-            attachments = [
-                self.ctx.renderbuffer((width, height), 4),
-                self.ctx.renderbuffer((width, height), 2, dtype="f4"),
-                self.ctx.depth_renderbuffer((width, height)),
-            ]
-            fbo = self.ctx.framebuffer(
-                color_attachments=attachments[:2], depth_attachment=attachments[2]
-            )
-            entry = self._fbos[(width, height)] = (fbo, attachments)
+            if masks:
+                attachments = [self.ctx.renderbuffer((width, height), 1, dtype="f1")]
+                fbo = self.ctx.framebuffer(color_attachments=attachments)
+            else:
+                attachments = [
+                    self.ctx.renderbuffer((width, height), 4),
+                    self.ctx.renderbuffer((width, height), 2, dtype="f4"),
+                    self.ctx.depth_renderbuffer((width, height)),
+                ]
+                fbo = self.ctx.framebuffer(
+                    color_attachments=attachments[:2], depth_attachment=attachments[2]
+                )
+            entry = self._fbos[(width, height, masks)] = (fbo, attachments)
         return entry[0]
 
     def render_masks(self, scenes: list, width: int, height: int) -> np.ndarray:
-        return np.stack(self._render(scenes, width, height, None, self._read_masks))
+        def draw(chunk: list, cols: int) -> moderngl.Framebuffer:
+            return self._draw_masks(chunk, width, height, cols)
+
+        return np.stack(self._render(scenes, width, height, draw, self._read_masks))
 
     def render_batch(
         self, scenes: list, width: int, height: int, light: Light | None
     ) -> list[RenderOutput]:
-        return self._render(scenes, width, height, light, self._read_outputs)
+        def draw(chunk: list, cols: int) -> moderngl.Framebuffer:
+            return self._draw_atlas(chunk, width, height, cols, light)
+
+        return self._render(scenes, width, height, draw, self._read_outputs)
 
     def _render(
-        self, scenes: list, width: int, height: int, light: Light | None, read: Callable
+        self, scenes: list, width: int, height: int, draw: Callable, read: Callable
     ) -> list:
-        """Draws `scenes` into as few atlases as fit and reads each back with
-        ``read(fbo, count, width, height, cols)`` (a list per atlas)."""
+        """Draws `scenes` into as few atlases as fit with ``draw(chunk, cols)`` (the atlas framebuffer)
+        and reads each back with ``read(fbo, count, width, height, cols)`` (a list per atlas)."""
         cols = max(
             1, min(len(scenes), _MAX_ATLAS_SIDE // width, math.ceil(math.sqrt(len(scenes))))
         )
@@ -180,7 +237,7 @@ class ModernGLBackend:
         with self.ctx:
             for start in range(0, len(scenes), per_atlas):
                 chunk = scenes[start : start + per_atlas]
-                fbo = self._draw_atlas(chunk, width, height, cols, light)
+                fbo = draw(chunk, cols)
                 outputs += read(fbo, len(chunk), width, height, cols)
         return outputs
 
@@ -218,6 +275,30 @@ class ModernGLBackend:
                 gpu.vao.render(moderngl.TRIANGLES)
         return fbo
 
+    def _draw_masks(
+        self, scenes: list, width: int, height: int, cols: int
+    ) -> moderngl.Framebuffer:
+        """Draws the silhouettes of `scenes` into one atlas of one byte per pixel (1 on any object)."""
+        rows = math.ceil(len(scenes) / cols)
+        fbo = self._framebuffer(cols * width, rows * height, masks=True)
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0)
+        prog = self.mask_program
+        prog["size"].value = (float(width), float(height))
+        self.ctx.disable(moderngl.DEPTH_TEST)
+        try:
+            for index, (objects, K) in enumerate(scenes):
+                col, row = index % cols, index // cols
+                fbo.viewport = (col * width, row * height, width, height)
+                prog["proj"].value = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+                for model, T in objects:
+                    prog["R"].write(np.ascontiguousarray(T[:3, :3].T, dtype="f4").tobytes())
+                    prog["t"].value = tuple(float(x) for x in T[:3, 3])
+                    self._gpu_model(model).mask_vao.render(moderngl.TRIANGLES)
+        finally:
+            self.ctx.enable(moderngl.DEPTH_TEST)
+        return fbo
+
     @staticmethod
     def _read_outputs(
         fbo: moderngl.Framebuffer, count: int, width: int, height: int, cols: int
@@ -250,12 +331,11 @@ class ModernGLBackend:
     def _read_masks(
         fbo: moderngl.Framebuffer, count: int, width: int, height: int, cols: int
     ) -> list[np.ndarray]:
-        """(H, W) bool masks of the first `count` tiles; one channel read back (depth, 0 off the object)."""
+        """(H, W) bool masks of the first `count` tiles of a mask atlas (one byte per pixel)."""
         full_w, full_h = fbo.size
-        depth = np.frombuffer(
-            fbo.read(components=1, attachment=1, alignment=1, dtype="f4"), np.float32
-        ).reshape(full_h, full_w)
-        return [depth[_tile(index, width, height, cols)] > 0.0 for index in range(count)]
+        mask = np.frombuffer(fbo.read(components=1, alignment=1, dtype="f1"), np.uint8)
+        mask = mask.reshape(full_h, full_w) > 0
+        return [mask[_tile(index, width, height, cols)] for index in range(count)]
 
     def release(self, model: ObjectModel) -> None:
         gpu = self._models.pop(id(model), None)
@@ -273,6 +353,7 @@ class ModernGLBackend:
                     attachment.release()
             self._fbos.clear()
             self.program.release()
+            self.mask_program.release()
         self.ctx.release()
 
 

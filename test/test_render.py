@@ -227,11 +227,19 @@ def test_masks_equal_the_batch_masks(renderer: Renderer, models: dict) -> None:
     items = [
         (models[n], _random_pose(rng, 0.7), K_small) for n in OBJECTS for _ in range(5)
     ]  # 2D atlas
+    T_pair = _random_pose(rng, 0.7)  # two objects at one pose: they overlap, the depth test decides
+    items.append(([(models[n], T_pair) for n in OBJECTS[:2]], K_small))  # mask: the union of both
+    before = renderer.render_batch(items, 96, 80)
     masks = renderer.render_masks(items, 96, 80)
     assert masks.shape == (len(items), 80, 96) and masks.dtype == bool
-    for mask, out in zip(masks, renderer.render_batch(items, 96, 80), strict=True):
+    after = renderer.render_batch(items, 96, 80)
+    for mask, out, again in zip(masks, before, after, strict=True):
         np.testing.assert_array_equal(mask, out.mask)
+        # the silhouette pass leaves the full pass as it was (depth test back on)
+        np.testing.assert_array_equal(again.instance, out.instance)
+        np.testing.assert_array_equal(again.depth, out.depth)
     assert masks.any(axis=(1, 2)).all()
+    assert set(np.unique(before[-1].instance)) == {0, 1, 2}
 
 
 def test_bad_inputs_are_refused(models: dict) -> None:
