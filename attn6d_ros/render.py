@@ -157,8 +157,8 @@ class Renderer:
         width: int,
         height: int,
     ) -> np.ndarray:
-        """(N, height, width) bool silhouettes of `items` (as render_batch), equal to its masks; faster,
-        since only one channel is read back (moderngl)."""
+        """(N, height, width) bool silhouettes of `items` (as render_batch), equal to its masks; faster
+        (moderngl: a pass of its own, positions only, one byte per pixel, no depth test)."""
         scenes = self._scenes(items, width, height)
         return self._impl.render_masks(scenes, int(width), int(height))
 
