@@ -227,9 +227,8 @@ def test_masks_equal_the_batch_masks(renderer: Renderer, models: dict) -> None:
     items = [
         (models[n], _random_pose(rng, 0.7), K_small) for n in OBJECTS for _ in range(5)
     ]  # 2D atlas
-    T_pair = _random_pose(
-        rng, 0.7
-    )  # two objects at one pose: they overlap, the depth test decides
+    # Two objects at one pose overlap: which one shows is the depth test's call.
+    T_pair = _random_pose(rng, 0.7)
     items.append(([(models[n], T_pair) for n in OBJECTS[:2]], K_small))  # mask: the union of both
     before = renderer.render_batch(items, 96, 80)
     masks = renderer.render_masks(items, 96, 80)
