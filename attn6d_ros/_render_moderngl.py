@@ -86,7 +86,7 @@ void main() {
 """
 
 # Silhouettes only (render_masks): positions in, one byte out, no depth test (a mask is the union of its
-# objects); about half the time of the full shaders on llvmpipe (README, "Speed").
+# objects): on llvmpipe half the time of the full pass for an atlas of 12 silhouettes of 96 px.
 _MASK_VERTEX_SHADER = (
     _PROJECTION
     + """
