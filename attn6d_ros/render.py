@@ -160,6 +160,8 @@ class Renderer:
         """(N, height, width) bool silhouettes of `items` (as render_batch), equal to its masks; faster
         (moderngl: a pass of its own, positions only, one byte per pixel, no depth test)."""
         scenes = self._scenes(items, width, height)
+        if not scenes:
+            return np.zeros((0, int(height), int(width)), dtype=bool)
         return self._impl.render_masks(scenes, int(width), int(height))
 
     @staticmethod

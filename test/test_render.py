@@ -241,6 +241,7 @@ def test_masks_equal_the_batch_masks(renderer: Renderer, models: dict) -> None:
         np.testing.assert_array_equal(again.depth, out.depth)
     assert masks.any(axis=(1, 2)).all()
     assert set(np.unique(before[-1].instance)) == {0, 1, 2}
+    assert renderer.render_masks([], 96, 80).shape == (0, 80, 96)
 
 
 def test_bad_inputs_are_refused(models: dict) -> None:
