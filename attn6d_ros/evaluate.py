@@ -10,7 +10,7 @@ failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucke
 40-60 %), and milliseconds per object. With `--depth-search` every summary has one more column,
 `depth_search`: the poses after the depth search that follows the last stage (depth_search.py); with
 `--region-fit` one more, `region_fit`: the poses after the region fit (region_fit.py; after the depth
-search when both are asked for).
+search when both are asked for; `--region-fit-turn DEG` gives it its six extra starts).
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
@@ -34,6 +34,7 @@ from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
 from attn6d_ros.refiner import Refiner
+from attn6d_ros.region_fit import RegionFitConfig
 from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--region-fit", action="store_true",
                         help="also report the poses after the region fit (region_fit.py)")  # fmt: skip
+    parser.add_argument("--region-fit-turn", type=float, default=0.0, metavar="DEG",
+                        help="the region fit also starts from the pose turned by +-DEG about each "
+                        "camera axis (7 starts; e.g. 8; 0: one start)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--bop", type=Path, help="a BOP dataset split folder (e.g. lmo/test) instead"
@@ -263,12 +267,19 @@ def main(argv: list[str] | None = None) -> int:
         low, high = args.occlusion_range
         if not 0.0 <= low < high <= 1.0:
             parser.error(f"--occlusion-range needs 0 <= LOW < HIGH <= 1, got {low} {high}")
+    if args.region_fit_turn and not args.region_fit:
+        parser.error(f"--region-fit-turn {args.region_fit_turn} needs --region-fit")
+    try:
+        fit_config = RegionFitConfig(start_turn_deg=args.region_fit_turn)
+    except ValueError as exc:
+        parser.error(f"--region-fit-turn: {exc}")
 
     from attn6d_ros.objects import load_objects
     from attn6d_ros.paths import resolve_path
 
     start = time.perf_counter()
-    refiner = Refiner.from_checkpoint(resolve_path(args.checkpoint), device=args.device)
+    refiner = Refiner.from_checkpoint(resolve_path(args.checkpoint), device=args.device,
+                                      region_fit_config=fit_config)  # fmt: skip
     if args.bop:
         from attn6d_ros.bop import bop_cases
 
@@ -295,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         source=str(args.bop) if args.bop else "synthetic",
         occluder_probability=None if args.bop else synth.occluder_probability,
         occlusion_range=None if args.bop else synth.occlusion_range,
+        region_fit_turn_deg=args.region_fit_turn if args.region_fit else None,
         seconds=round(time.perf_counter() - start, 1),
     )
     json.dump(report, sys.stdout, indent=1)

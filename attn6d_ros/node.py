@@ -438,7 +438,8 @@ class RefineNode(Node):
             raise ParameterError("device", f"parameter 'device': {exc}") from exc
         if cfg.device == "auto":
             self.get_logger().info(f"device 'auto' -> {device}")
-        refiner = Refiner.from_checkpoint(checkpoint, device=str(device))
+        refiner = Refiner.from_checkpoint(checkpoint, device=str(device),
+                                          region_fit_config=_region_fit_config(cfg))  # fmt: skip
         self.device = str(device)
         if device.type == "cuda":
             self.device += f" ({torch.cuda.get_device_name(device)})"
@@ -489,6 +490,8 @@ class RefineNode(Node):
         compute_ms = 0.0
         refinable = [i for i, job in enumerate(jobs) if job.error is None]
         if refinable:
+            if cfg.region_fit:
+                refiner.region_fit_config = _region_fit_config(cfg)  # run-time changes take effect
             try:
                 out = refiner.refine(
                     rgb,
@@ -865,6 +868,13 @@ def _stamp_ns(header: Any) -> int:
 
 def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
+
+
+def _region_fit_config(cfg: NodeConfig) -> Any:
+    """The region fit's settings (region_fit.RegionFitConfig) from the node's parameters."""
+    from attn6d_ros.region_fit import RegionFitConfig  # with the refiner, after start-up
+
+    return RegionFitConfig(start_turn_deg=cfg.region_fit_turn_deg)
 
 
 def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: bool) -> None:

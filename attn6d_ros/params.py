@@ -142,6 +142,16 @@ class NodeConfig:
             "4 stages (about 110 silhouette renders per object)",
         ),
     )
+    region_fit_turn_deg: float = field(
+        default=0.0,
+        metadata=_param(
+            "region_fit_turn_deg",
+            "With region_fit: 0 fits from the network's pose only; > 0 also from that pose turned by "
+            "+- this about each camera axis, degrees (7 starts, the best-scoring fit wins; README: 8). "
+            "Seven times the region fit's cost",
+            range=(0.0, 90.0),
+        ),
+    )
     min_score: float = field(
         default=0.2,
         metadata=_param(

@@ -7,7 +7,8 @@ P(object | colour). A candidate silhouette is scored by the mean log posterior o
 band (object inside, background outside): higher is better, 0 is a perfect separation.
 
 `scan_along_ray` is the first step of both searches: crop the image around a pose, render its silhouette
-at distances along the viewing ray and learn the colour model at the pose's own distance.
+at distances along the viewing ray (also of further start poses, for the region fit's extra starts) and learn
+the colour model at the pose's own distance.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class RayScan:
     Attributes:
         K_crop: (3, 3) intrinsics of the crop (the paper's window around the pose, ``size_px`` square).
         log_factors: (N,) the scanned log distance factors, odd N; the middle one is 0 (the pose itself).
-        masks: (N, S, S) bool silhouettes at those distances.
-        band: (S, S) bool the compared pixels (``outline_band`` of the masks).
-        posterior: P(object | colour) of every band pixel, learned from the middle silhouette; None when
+        masks: (M * N, S, S) bool silhouettes at those distances, for the pose and then for each of the
+            M - 1 further start poses scanned with it (M = 1 without them).
+        band: (S, S) bool the compared pixels (``outline_band`` of all the masks).
+        posterior: P(object | colour) of every band pixel, learned from the pose's own silhouette; None when
             either side of it has too few band pixels.
     """
 
@@ -72,6 +74,11 @@ class RayScan:
     def centre(self) -> int:
         """Index of the pose's own distance."""
         return len(self.log_factors) // 2
+
+    def start_masks(self, start: int) -> np.ndarray:
+        """(N, S, S) the silhouettes along the ray of start ``start`` (0: the pose itself)."""
+        n = len(self.log_factors)
+        return self.masks[start * n : (start + 1) * n]
 
     def score(self, mask: np.ndarray) -> float:
         """Labelling score of an (S, S) silhouette over the band (needs a posterior)."""
@@ -90,10 +97,12 @@ def scan_along_ray(
     size_px: int,
     colour_bins: int,
     band_px: int,
+    other_starts: list[np.ndarray] | None = None,
 ) -> RayScan:
     """Crops ``image`` around the pose (``size_px`` pixels), renders the silhouette at ``steps`` (odd)
     distances from exp(-range_fraction) to exp(+range_fraction) times the pose's own (1 step: the pose
-    only) and learns the colour model over their band.
+    only), the same for each pose of ``other_starts`` (in the same crop), and learns the colour model at
+    the pose's own distance over the band of all of them.
 
     Raises:
         ValueError: the pose puts the object behind the camera (from crop.compute_window).
@@ -102,9 +111,10 @@ def scan_along_ray(
     K_crop = crop_intrinsics(K, window)
     codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), colour_bins)
     log_factors = np.linspace(-range_fraction, range_fraction, steps) if steps > 1 else np.zeros(1)
-    masks = ray_silhouettes(renderer, model, T_cam_obj, K_crop, size_px, log_factors)
+    masks = np.concatenate([ray_silhouettes(renderer, model, T, K_crop, size_px, log_factors)
+                            for T in [T_cam_obj, *(other_starts or [])]])  # fmt: skip
     band = outline_band(masks, band_px)
-    posterior = colour_posterior(codes, masks[len(masks) // 2], band, colour_bins)
+    posterior = colour_posterior(codes, masks[len(log_factors) // 2], band, colour_bins)
     return RayScan(K_crop, log_factors, masks, band, posterior)
 
 

@@ -107,6 +107,9 @@ class TrainConfig:
     threads: int = 0  # torch threads in the main process (0: torch's default)
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
+    # bf16 autocast on the CPU too (ours): on CPUs with native bf16 (AVX512-BF16, AMX) a lite training step
+    # takes about 0.65x the time of fp32; elsewhere it is slower, so it is off unless asked for.
+    amp_cpu: bool = False
     val_every_samples: int = 50_000
     val_scenes: int = 100  # per object
     val_seed: int = 777
@@ -356,7 +359,7 @@ def train(cfg: TrainConfig) -> Path:
         symmetric=torch.tensor([models[i].symmetric for i in ids]),
         render_stage=lambda b, R, t: _render_stage(renderer, generator, b, R, t, device),
     ).to(device)
-    step_module.amp = cfg.amp and device.type == "cuda"
+    step_module.amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
     model = torch.nn.parallel.DistributedDataParallel(step_module) if ddp else step_module
     loader = DataLoader(
         SyntheticSamples(generator, cfg.seed, cfg.curriculum_samples),

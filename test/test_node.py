@@ -213,18 +213,27 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     assert all(x.header.frame_id == FRAME for x in tf.transforms)
 
 
-def _node_and_library(checkpoint: Path, **switches: bool):
+def _node_and_library(checkpoint: Path, turn_deg: float = 0.0, **switches: bool):
     """One textured frame through a 1-stage node with the given switches (depth_search, region_fit) and
-    through the library with the same ones: (the node's Refinement, the library's RefinementResult)."""
+    through the library with the same ones: (the node's Refinement, the library's RefinementResult).
+    ``turn_deg`` > 0 is set at run time as region_fit_turn_deg (the library's RegionFitConfig)."""
+    from rclpy.parameter import Parameter
+
     from attn6d_ros.objects import load_objects
     from attn6d_ros.refiner import Refiner
+    from attn6d_ros.region_fit import RegionFitConfig
 
     node = _node(checkpoint, stages=1, **switches)
+    if turn_deg:
+        (result,) = node.set_parameters([Parameter("region_fit_turn_deg", value=turn_deg)])
+        assert result.successful
     rgb = textured_image()
     T = pose(0.02)
     details = _exchange(node, Peer(), time.time(), [("", "demo_object", T)], rgb=rgb)
     node.destroy_node()
-    refiner = Refiner.from_checkpoint(checkpoint, "cpu")
+    refiner = Refiner.from_checkpoint(
+        checkpoint, "cpu", region_fit_config=RegionFitConfig(start_turn_deg=turn_deg)
+    )
     refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
     (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, **switches)
     refiner.renderer.close()
@@ -254,6 +263,17 @@ def test_region_fit_parameter_runs_the_fit_after_the_last_stage(
     refinement, expected = _node_and_library(checkpoint, region_fit=True)
     assert refinement.error == "" and refinement.depth_factor == 0.0  # no depth search
     assert refinement.fit_motion_m >= 0.0
+    assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
+    assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-6)
+
+
+def test_region_fit_turn_deg_gives_the_fit_its_extra_starts_at_run_time(
+    ros: None, checkpoint: Path
+) -> None:
+    from attn6d_ros.conversions import pose_to_matrix
+
+    refinement, expected = _node_and_library(checkpoint, turn_deg=8.0, region_fit=True)
+    assert refinement.error == "" and refinement.fit_motion_m >= 0.0
     assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
     assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-6)
 

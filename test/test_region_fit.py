@@ -45,6 +45,33 @@ def test_undoes_a_known_six_dof_error(demo_scenes, demo_model, gl_renderer) -> N
     assert np.median([e.rot_err_deg for e in after]) < 3.0  # from 4°
 
 
+@pytest.mark.slow
+def test_extra_starts_escape_a_rotation_the_local_search_keeps(
+    demo_scenes, demo_model, gl_renderer
+) -> None:
+    # Turned 10 degrees about the optical axis and 2 % too far: from one start the search stops a few
+    # degrees short; from seven (one of them turned back by 8 degrees) it gets to about a degree.
+    single, multi = [], []
+    for case in demo_scenes:
+        start = moved_along_ray(case.T_gt, 1.02)
+        start[:3, :3] = (
+            Rotation.from_rotvec([0.0, 0.0, np.radians(10.0)]).as_matrix() @ start[:3, :3]
+        )
+        one = fit_region(case.image, case.K, start, demo_model, gl_renderer)
+        seven = fit_region(case.image, case.K, start, demo_model, gl_renderer,
+                           RegionFitConfig(start_turn_deg=8.0))  # fmt: skip
+        assert seven.score_gain > 0 and seven.renders > 6 * one.renders
+        for T, out in ((one.T, single), (seven.T, multi)):
+            out.append(
+                pose_errors(T, case.T_gt, case.K, demo_model.points, demo_model.diameter, False)
+            )
+    assert np.median([e.rot_err_deg for e in multi]) < 0.5 * np.median(
+        [e.rot_err_deg for e in single]
+    )
+    assert np.median([e.rot_err_deg for e in multi]) < 2.0
+    assert all(e.add_success for e in multi)
+
+
 def test_keeps_the_pose_when_the_image_is_uniform(demo_scenes, demo_model, gl_renderer) -> None:
     case = demo_scenes[0]
     grey = np.full_like(case.image, 128)
@@ -95,7 +122,7 @@ def test_offsets_move_the_pose_as_documented(demo_scenes, demo_model) -> None:
     [("crop_px", 16), ("crop_px", 96.0), ("colour_bins", 1), ("band_px", 0), ("iterations", -1),
      ("iterations", True), ("depth_steps", 4), ("depth_steps", 0), ("range_fraction", 0.0),
      ("rotation_step_deg", 0.0), ("shift_step_px", -1.0), ("depth_step", 0.7),
-     ("min_information", -0.1)],
+     ("min_information", -0.1), ("start_turn_deg", -1.0), ("start_turn_deg", 91.0)],
 )  # fmt: skip
 def test_bad_settings_name_the_field_and_value(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"{field} must .* got {value!r}"):

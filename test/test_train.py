@@ -50,7 +50,7 @@ def test_tiny_run_writes_checkpoints_history_and_resumes(tmp_path: Path) -> None
     # The auxiliary flow loss, starting from those weights (trained without a flow head).
     flow_out = tmp_path / "flow"
     assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", *overrides,
-                 f"out_dir={flow_out}", f"init_from={out / 'best.pt'}", "flow_loss_weight=1",
+                 f"out_dir={flow_out}", f"init_from={out / 'best.pt'}", "flow_loss_weight=1", "amp_cpu=true",
                  "model_overrides={crop_size: 64, shared_stages: true, flow_head: true}"]) == 0  # fmt: skip
     rows = [json.loads(line) for line in (flow_out / "history.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["flow"]) and r["flow"] > 0 for r in rows if r["kind"] == "train")
@@ -112,6 +112,26 @@ def test_flow_loss_weight_adds_the_flow_term() -> None:
     )
     loss, terms = TrainingStep(net, cfg, **_object_tensors(model))(batch)
     assert float(terms["flow"]) > 0 and loss.item() == pytest.approx(2.0 * float(terms["flow"]))
+
+
+def test_cpu_bf16_autocast_keeps_the_loss_and_trains() -> None:
+    # amp_cpu: the same loss within bf16 rounding (but not bit-equal: autocast did run) and finite grads.
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    batch = _batch(model, count=2)
+    torch.manual_seed(0)
+    net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)).eval()
+    for param in net.parameters():  # move the zero-initialised outputs off the identity update
+        param.data.add_(0.01 * torch.randn_like(param))
+    step = TrainingStep(net, TrainConfig(amp_cpu=True), **_object_tensors(model))
+    with torch.no_grad():
+        fp32, _ = step(batch)
+    step.amp = True
+    bf16, _ = step(batch)
+    assert bf16.dtype == torch.float32 and float(bf16) != float(fp32)
+    assert float(bf16) == pytest.approx(float(fp32), rel=0.05)
+    bf16.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
 def _batch(model, count: int, difficulty: float = 1.0) -> dict:
