@@ -107,8 +107,8 @@ class TrainConfig:
     threads: int = 0  # torch threads in the main process (0: torch's default)
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on the CPU too (ours): on CPUs with native bf16 (AVX512-BF16, AMX) a lite training step
-    # takes about 0.65x the time of fp32; elsewhere it is slower, so it is off unless asked for.
+    # bf16 autocast on the CPU too (ours): on a CPU with native bf16 (AVX512-BF16, AMX) a lite training step
+    # took 0.65x the time of fp32 here; without it the arithmetic is emulated, so it is off unless asked for.
     amp_cpu: bool = False
     val_every_samples: int = 50_000
     val_scenes: int = 100  # per object
