@@ -122,7 +122,8 @@ def test_cpu_bf16_autocast_keeps_the_loss_and_trains() -> None:
     net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)).eval()
     for param in net.parameters():  # move the zero-initialised outputs off the identity update
         param.data.add_(0.01 * torch.randn_like(param))
-    step = TrainingStep(net, TrainConfig(amp_cpu=True), **_object_tensors(model))
+    # TrainingStep.amp is what train() sets from amp_cpu on a CPU (the tiny run above goes through that).
+    step = TrainingStep(net, TrainConfig(), **_object_tensors(model))
     with torch.no_grad():
         fp32, _ = step(batch)
     step.amp = True
