@@ -166,23 +166,31 @@ def test_script_fallback_starts_the_node_namespaced_and_remapped(
     rclpy.init()
     try:
         probe = rclpy.create_node("launch_probe")
+        # Graph discovery is eventually consistent: one topic being visible does not mean the
+        # others are yet, so wait until every expected endpoint has been seen (or time runs out).
+        wanted_subs = {"/cam1/color/image_raw", "/cam1/camera_info", "/cam1/detections"}
+        wanted_pubs = {"/cam1/refined/detections", "/cam1/refined/details", "/tf"}
         deadline = time.monotonic() + 90.0
         subscriptions: list = []
+        publishers: list = []
         while time.monotonic() < deadline and launcher.poll() is None:
             rclpy.spin_once(probe, timeout_sec=0.2)
-            if ("attn6d_refiner", "/cam1") in probe.get_node_names_and_namespaces():
-                subscriptions = [
-                    name
-                    for name, _ in probe.get_subscriber_names_and_types_by_node(
-                        "attn6d_refiner", "/cam1"
-                    )
-                ]
-                if "/cam1/detections" in subscriptions:
-                    break
-        publishers = [
-            name
-            for name, _ in probe.get_publisher_names_and_types_by_node("attn6d_refiner", "/cam1")
-        ]
+            if ("attn6d_refiner", "/cam1") not in probe.get_node_names_and_namespaces():
+                continue
+            subscriptions = [
+                name
+                for name, _ in probe.get_subscriber_names_and_types_by_node(
+                    "attn6d_refiner", "/cam1"
+                )
+            ]
+            publishers = [
+                name
+                for name, _ in probe.get_publisher_names_and_types_by_node(
+                    "attn6d_refiner", "/cam1"
+                )
+            ]
+            if wanted_subs <= set(subscriptions) and wanted_pubs <= set(publishers):
+                break
         client = probe.create_client(GetParameters, "/cam1/attn6d_refiner/get_parameters")
         assert client.wait_for_service(timeout_sec=20.0)
         future = client.call_async(GetParameters.Request(names=["use_sim_time", "stages"]))
@@ -195,9 +203,7 @@ def test_script_fallback_starts_the_node_namespaced_and_remapped(
         code = launcher.wait(timeout=30)
         log.close()
     text = (tmp_path / "launch.log").read_text()
-    assert {"/cam1/color/image_raw", "/cam1/camera_info", "/cam1/detections"} <= set(
-        subscriptions
-    ), text
-    assert {"/cam1/refined/detections", "/cam1/refined/details", "/tf"} <= set(publishers)
+    assert wanted_subs <= set(subscriptions), text
+    assert wanted_pubs <= set(publishers), text
     assert values[0].bool_value is True and values[1].integer_value == 1
     assert code == 0, text
