@@ -9,7 +9,10 @@ Two modes:
   drawn either at the initial noise or closer to the truth (stages 2-4), DeepIM-style. Renders come ready
   from the data workers, so this is the cheapest mode.
 - unrolled (`unroll: true`, the paper): all stages run on each sample, stage k+1 rendered at stage k's pose
-  in the main process, and the losses of all stages are averaged (paper_facts.md §2.6, §3).
+  in the main process, and the losses of all stages are averaged (paper_facts.md §2.6, §3). Every sample
+  starts at the initial noise: `synth.later_stage_probability` defaults to 0 in this mode.
+
+In both modes the first stage updates the pose its render shows (a sample's `T_cur`).
 
 Loss per stage (ours, for learnability; training_notes.md found a point loss alone did not learn on a CPU
 budget): the paper's point-matching loss, normalised by (0.1 x diameter)², plus direct supervision of the
@@ -149,7 +152,12 @@ class TrainConfig:
         return dataclass_from_dict(ModelConfig, values, "model_overrides")
 
     def synth_config(self, crop_size: int) -> SynthConfig:
-        return replace(SynthConfig.from_dict(self.synth), crop_size=crop_size)
+        """The data's config. Unrolled training starts every sample at the initial noise (the paper) unless
+        `synth` sets later_stage_probability itself; single-step training keeps SynthConfig's default."""
+        values = dict(self.synth)
+        if self.unroll:
+            values.setdefault("later_stage_probability", 0.0)
+        return replace(SynthConfig.from_dict(values), crop_size=crop_size)
 
 
 def _is_weight(value: object) -> bool:
@@ -246,7 +254,9 @@ class TrainingStep(torch.nn.Module):
         cfg = self.cfg
         image = normalize_crop(batch["image"]).contiguous(memory_format=torch.channels_last)
         render = normalize_crop(batch["render"]).contiguous(memory_format=torch.channels_last)
-        T0 = batch["T_init"] if cfg.unroll else batch["T_cur"]
+        # The pose the sample's render shows; in unrolled training it is T_init unless the synth config
+        # asks for closer starts (later_stage_probability, rotation_only_probability).
+        T0 = batch["T_cur"]
         R, t = T0[:, :3, :3], T0[:, :3, 3]
         K, zoom = batch["K"], batch["zoom"]
         R_gt, t_gt = batch["T_gt"][:, :3, :3], batch["T_gt"][:, :3, 3]

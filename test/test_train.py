@@ -135,8 +135,60 @@ def test_cpu_bf16_autocast_keeps_the_loss_and_trains() -> None:
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-def _batch(model, count: int, difficulty: float = 1.0) -> dict:
-    generator = SceneGenerator([model], SynthConfig(crop_size=64, later_stage_probability=0.0))
+def test_unrolled_stages_start_from_the_pose_the_render_shows() -> None:
+    # The first stage's update applies to T_cur (the pose of the sample's render), not to T_init; with
+    # zero-initialised outputs every stage is the identity, so each later render is asked for at T_cur.
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    batch = _batch(model, count=2, later_stage_probability=1.0)
+    assert not torch.allclose(batch["T_cur"], batch["T_init"])
+    net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)).eval()
+    asked: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def render_stage(b, R, t):
+        asked.append((R, t))
+        return _normalized(b["render"])
+
+    step = TrainingStep(net, TrainConfig(unroll=True), **_object_tensors(model),
+                        render_stage=render_stage)  # fmt: skip
+    with torch.no_grad():
+        loss, _ = step(batch)
+    assert len(asked) == net.cfg.num_stages - 1 and torch.isfinite(loss)
+    for R, t in asked:
+        torch.testing.assert_close(R, batch["T_cur"][:, :3, :3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(t, batch["T_cur"][:, :3, 3], atol=1e-6, rtol=0)
+
+
+def test_unrolled_training_starts_at_the_initial_noise_unless_asked() -> None:
+    unrolled = TrainConfig(unroll=True)
+    assert unrolled.synth_config(64).later_stage_probability == 0.0
+    assert (
+        TrainConfig().synth_config(64).later_stage_probability
+        == SynthConfig().later_stage_probability
+    )
+    asked = TrainConfig(unroll=True, synth={"later_stage_probability": 0.25})
+    assert asked.synth_config(64).later_stage_probability == 0.25
+
+
+@pytest.mark.slow
+def test_tiny_unrolled_run_renders_every_stage(tmp_path: Path) -> None:
+    # The paper's mode end to end: all 4 stages per sample, stages 2-4 rendered in the main process.
+    out = tmp_path / "unrolled"
+    assert main(["--config", str(REPO / "config" / "train_demo.yaml"), "--set", f"out_dir={out}",
+                 "unroll=true", "total_samples=8", "batch_size=4", "val_every_samples=8", "val_scenes=1",
+                 "log_every_steps=1", "num_workers=0",
+                 "model_overrides={crop_size: 64, shared_stages: false}"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert len(train_rows) == 2 and all(np.isfinite(r["loss"]) for r in train_rows)
+    net = load_checkpoint(out / "last.pt")[0]
+    assert not net.cfg.shared_stages and net.cfg.num_stages == 4
+
+
+def _batch(
+    model, count: int, difficulty: float = 1.0, later_stage_probability: float = 0.0
+) -> dict:
+    synth = SynthConfig(crop_size=64, later_stage_probability=later_stage_probability)
+    generator = SceneGenerator([model], synth)
     samples = [generator.training_sample(5, i, difficulty=difficulty) for i in range(count)]
     generator.renderer.close()
     batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
