@@ -171,25 +171,15 @@ def test_script_fallback_starts_the_node_namespaced_and_remapped(
         wanted_subs = {"/cam1/color/image_raw", "/cam1/camera_info", "/cam1/detections"}
         wanted_pubs = {"/cam1/refined/detections", "/cam1/refined/details", "/tf"}
         deadline = time.monotonic() + 90.0
-        subscriptions: list = []
-        publishers: list = []
+        subscriptions: set[str] = set()
+        publishers: set[str] = set()
         while time.monotonic() < deadline and launcher.poll() is None:
             rclpy.spin_once(probe, timeout_sec=0.2)
             if ("attn6d_refiner", "/cam1") not in probe.get_node_names_and_namespaces():
                 continue
-            subscriptions = [
-                name
-                for name, _ in probe.get_subscriber_names_and_types_by_node(
-                    "attn6d_refiner", "/cam1"
-                )
-            ]
-            publishers = [
-                name
-                for name, _ in probe.get_publisher_names_and_types_by_node(
-                    "attn6d_refiner", "/cam1"
-                )
-            ]
-            if wanted_subs <= set(subscriptions) and wanted_pubs <= set(publishers):
+            subscriptions = _topics(probe.get_subscriber_names_and_types_by_node)
+            publishers = _topics(probe.get_publisher_names_and_types_by_node)
+            if wanted_subs <= subscriptions and wanted_pubs <= publishers:
                 break
         client = probe.create_client(GetParameters, "/cam1/attn6d_refiner/get_parameters")
         assert client.wait_for_service(timeout_sec=20.0)
@@ -203,7 +193,13 @@ def test_script_fallback_starts_the_node_namespaced_and_remapped(
         code = launcher.wait(timeout=30)
         log.close()
     text = (tmp_path / "launch.log").read_text()
-    assert wanted_subs <= set(subscriptions), text
-    assert wanted_pubs <= set(publishers), text
+    assert wanted_subs <= subscriptions, text
+    assert wanted_pubs <= publishers, text
     assert values[0].bool_value is True and values[1].integer_value == 1
     assert code == 0, text
+
+
+def _topics(query_by_node) -> set[str]:
+    """The topic names of the launched node's endpoints: ``query_by_node`` is the probe's
+    get_subscriber_names_and_types_by_node or get_publisher_names_and_types_by_node."""
+    return {name for name, _ in query_by_node("attn6d_refiner", "/cam1")}
