@@ -35,7 +35,6 @@ is fine in rclpy). Frames replaced in the slot while the worker is busy are coun
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
@@ -48,7 +47,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, TransformStamped
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -58,27 +57,28 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from attn6d_ros import conversions, sync, tf_publisher
+from attn6d_ros import conversions, frame_jobs, sync, tf_publisher
 from attn6d_ros.backpressure import LatestSlot
 from attn6d_ros.conversions import CoarseDetection
 from attn6d_ros.diagnostics import NodeStats, diagnostic_status
+from attn6d_ros.frame_jobs import Job as _Job
 from attn6d_ros.markers import MarkerItem, marker_array
 from attn6d_ros.mesh import UNIT_SCALE
-from attn6d_ros.msg import Refinement, RefinementArray
+from attn6d_ros.msg import RefinementArray
 from attn6d_ros.objects import read_object_table
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
 from attn6d_ros.paths import resolve_path
-from attn6d_ros.tracking import PendingImages, Track, Tracker
+from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
+from attn6d_ros.tracking import PendingImages, Tracker
 
 try:
-    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+    from vision_msgs.msg import Detection3DArray
 except ImportError as _exc:  # pragma: no cover - a broken installation
     raise ImportError(
         "attn6d_ros.node needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)"
     ) from _exc
 
 NODE_NAME = "attn6d_refiner"
-_REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
 PENDING_CHECK_S = 0.01  # how often images waiting for detections are checked (tracking.wait_s)
 WARN_REPEAT_S = (
     5.0  # a repeated per-frame warning is logged at most this often (per kind of problem)
@@ -100,24 +100,6 @@ class _Frame:
     image_only: bool = (
         False  # no detections arrived in time: refined from the tracks (tracking.wait_s)
     )
-
-
-@dataclass
-class _Job:
-    """One object to refine in a frame (from a detection or a track)."""
-
-    instance_id: str
-    detection_id: str
-    class_id: str
-    initial_pose: Any  # geometry_msgs/Pose as received (or the track's pose)
-    T_init: np.ndarray | None
-    error: str | None
-    source: str  # where it came from, for messages: "detections[3]" or "track 'mug'"
-
-    @property
-    def tracked(self) -> bool:
-        """Refined from a track (the last refined pose), not from a detection."""
-        return self.source.startswith("track")
 
 
 class RefineNode(Node):
@@ -178,6 +160,8 @@ class RefineNode(Node):
         self.device = "?"
         self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # refined/* are built by refinement_messages.py (shared with the bag tool).
+        self._msg_types = MessageTypes.from_rclpy()
         self._marker_meshes: dict[str, tuple[Path, float, float]] = {}  # mesh, scale, diameter
         # (image, camera_info) pairs waiting for their detections (tracking.wait_s).
         self._pending: PendingImages[tuple[Image, CameraInfo]] = PendingImages(cfg.sync_queue_size)
@@ -439,15 +423,14 @@ class RefineNode(Node):
         if cfg.device == "auto":
             self.get_logger().info(f"device 'auto' -> {device}")
         refiner = Refiner.from_checkpoint(checkpoint, device=str(device),
-                                          region_fit_config=_region_fit_config(cfg))  # fmt: skip
+                                          region_fit_config=frame_jobs.region_fit_config(cfg))  # fmt: skip
         self.device = str(device)
         if device.type == "cuda":
             self.device += f" ({torch.cuda.get_device_name(device)})"
         for object_id, spec in self._object_specs.items():
             model = spec.load()
             refiner.add_object(object_id, model)
-            bounds = model.bounds
-            self._boxes[object_id] = ((bounds[0] + bounds[1]) / 2.0, bounds[1] - bounds[0])
+            self._boxes[object_id] = object_box(model)
             self._marker_meshes[object_id] = (spec.mesh, UNIT_SCALE[spec.units], model.diameter)
         self._model_stages = (refiner.cfg.num_stages, refiner.cfg.shared_stages)
         problem = _stages_problem(cfg.stages, *self._model_stages)
@@ -468,7 +451,9 @@ class RefineNode(Node):
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
         if frame.image_only:
             # Nothing was asked for this image: without live tracks it publishes nothing.
-            jobs = self._tracked_jobs(stamp_s, cfg) if cfg.tracking_enabled else []
+            jobs = []
+            if cfg.tracking_enabled:
+                jobs = frame_jobs.tracked_jobs(self._tracker, stamp_s, cfg)
             if not jobs:
                 return
             self._stats.add("tracked_images")
@@ -478,39 +463,16 @@ class RefineNode(Node):
                 frame.detections, refiner.object_ids, header.frame_id
             )
             if not detections and cfg.tracking_enabled:
-                jobs = self._tracked_jobs(stamp_s, cfg)
+                jobs = frame_jobs.tracked_jobs(self._tracker, stamp_s, cfg)
             else:
                 jobs = self._detection_jobs(detections)
-        tracked = any(job.tracked for job in jobs)
-        if frame_error:
-            for job in jobs:
-                own = f"; {job.error}" if job.error else ""
-                job.error = f"frame rejected: {frame_error}{own}"
-        results = {}
-        compute_ms = 0.0
-        refinable = [i for i, job in enumerate(jobs) if job.error is None]
-        if refinable:
-            if cfg.region_fit:
-                refiner.region_fit_config = _region_fit_config(cfg)  # run-time changes take effect
-            try:
-                out = refiner.refine(
-                    rgb,
-                    K,
-                    [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
-                    stages=cfg.stages or None,
-                    depth_search=cfg.depth_search,
-                    region_fit=cfg.region_fit,
-                )
-                results = dict(zip(refinable, out, strict=True))
-                compute_ms = out[0].elapsed_ms
-            except ValueError as exc:
-                # The image or K as a whole (already checked above), or stages.
-                for i in refinable:
-                    jobs[i].error = f"frame rejected: {exc}"
+        # The steps are frame_jobs.py's, shared with the bag tool (refine_bag.py).
+        frame_jobs.reject_frame(jobs, frame_error)
+        results, compute_ms = frame_jobs.refine_jobs(refiner, rgb, K, jobs, cfg)
         published = self._publish(frame, jobs, results, cfg, frame_error is not None, compute_ms)
         # A broken frame says nothing about the objects: tracks stay as they are.
         if frame_error is None:
-            self._update_tracks(jobs, results, published, tracked, stamp_s, cfg)
+            frame_jobs.update_tracks(self._tracker, jobs, results, published, stamp_s, cfg)
         if rgb is not None and K is not None:
             self._maybe_overlay(refiner, frame, rgb, K, jobs, results, published, cfg)
         self._maybe_markers(frame, jobs, results, published)
@@ -548,64 +510,17 @@ class RefineNode(Node):
         return None, rgb, intrinsics.K
 
     def _detection_jobs(self, detections: list[CoarseDetection]) -> list[_Job]:
-        bases = [d.detection_id or d.class_id or f"detection_{d.index}" for d in detections]
-        names, _ = conversions.instance_names(bases)
-        ids = [d.detection_id for d in detections if d.detection_id]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        jobs, duplicates = frame_jobs.detection_jobs(detections)
         if duplicates:
             self._warn(
                 "duplicate_ids",
                 f"detections carry duplicate ids {duplicates}; each is refined, and further ones are named "
-                f"<id>_1, <id>_2... in TF and refined/details: {names}",
+                f"<id>_1, <id>_2... in TF and refined/details: {[job.instance_id for job in jobs]}",
             )
-        jobs = []
-        for detection, name in zip(detections, names, strict=True):
-            if detection.error:
-                self._warn(
-                    f"det:{detection.error[:40]}", f"detection not refined: {detection.error}"
-                )
-            jobs.append(
-                _Job(
-                    name,
-                    detection.detection_id,
-                    detection.class_id,
-                    detection.pose,
-                    detection.T_init,
-                    detection.error,
-                    f"detections[{detection.index}]",
-                )
-            )
+        for job in jobs:
+            if job.error:
+                self._warn(f"det:{job.error[:40]}", f"detection not refined: {job.error}")
         return jobs
-
-    def _tracked_jobs(self, stamp_s: float, cfg: NodeConfig) -> list[_Job]:
-        tracks = self._tracker.priors(stamp_s, cfg.tracking_max_age_s, cfg.tracking_min_score)
-        return [
-            _Job(
-                t.instance_id,
-                t.detection_id,
-                t.class_id,
-                conversions.matrix_to_pose(t.T),
-                t.T.copy(),
-                None,
-                f"track {t.instance_id!r}",
-            )
-            for t in tracks
-        ]
-
-    def _outcome(self, job: _Job, result: Any, cfg: NodeConfig) -> tuple[str | None, bool]:
-        """(error for refined/details or None, whether the refined pose is published)."""
-        if job.error is not None:
-            return job.error, False
-        if result.error is not None:
-            # The Refiner numbers detections within its own call; name the input's field instead.
-            reason = _REFINER_PREFIX.sub("", result.error)
-            return f"{job.source} ({job.class_id!r}): {reason}", False
-        if result.score < cfg.min_score:
-            return (
-                f"score {result.score:.3f} is below min_score {cfg.min_score}: not published as refined",
-                False,
-            )
-        return None, True
 
     def _publish(
         self,
@@ -617,113 +532,31 @@ class RefineNode(Node):
         compute_ms: float,
     ) -> list[bool]:
         header = frame.image.header
-        details = RefinementArray(header=header)
-        array = Detection3DArray(header=header)
-        poses, transforms, published = [], [], []
+        out = frame_messages(self._msg_types, header, jobs, results, min_score=cfg.min_score,
+                             tf_prefix=cfg.tf_prefix, boxes=self._boxes, compute_ms=compute_ms)  # fmt: skip
         for i, job in enumerate(jobs):
-            result = results.get(i)
-            error, ok = (
-                self._outcome(job, result, cfg) if result is not None else (job.error, False)
-            )
-            published.append(ok)
-            refinement = Refinement(
-                object_id=job.class_id,
-                instance_id=job.instance_id,
-                error=error or "",
-                tracked=job.tracked,
-            )
-            refinement.initial_pose = job.initial_pose
-            refinement.refined_pose = job.initial_pose
-            if result is not None:
-                refinement.score = float(result.score)
-                refinement.converged = bool(result.converged)
-                refinement.depth_factor = float(result.depth_factor or 0.0)
-                refinement.fit_motion_m = (
-                    -1.0 if result.fit_motion_m is None else float(result.fit_motion_m)
-                )
-                refinement.stage_poses = [
-                    conversions.matrix_to_pose(T) for T in result.stage_poses
-                ]
-                refinement.refined_pose = conversions.matrix_to_pose(result.T)
-            details.refinements.append(refinement)
-            if error is not None:
-                key = (
-                    "below_min_score" if result is not None and result.ok else "failed_detections"
-                )
+            key = out.failure_kind(i, results.get(i))
+            if key is not None:
                 self._stats.add(key)
-                if result is not None:
-                    self._warn(f"res:{key}", f"{job.instance_id} not published: {error}")
-                continue
-            array.detections.append(self._detection(header, job, result))
-            poses.append(PoseStamped(header=header, pose=conversions.matrix_to_pose(result.T)))
-            transform = TransformStamped(
-                header=header, child_frame_id=cfg.tf_prefix + job.instance_id
-            )
-            transform.transform = conversions.matrix_to_transform(result.T)
-            transforms.append(transform)
+                if results.get(i) is not None:
+                    self._warn(f"res:{key}", f"{job.instance_id} not published: {out.errors[i]}")
         if not frame_rejected:
-            self._pub_detections.publish(array)
-            for pose in poses:
+            self._pub_detections.publish(out.detections)
+            for pose in out.poses:
                 self._pub_pose.publish(pose)
-            if cfg.publish_tf and transforms:
+            if cfg.publish_tf and out.transforms:
                 if header.frame_id:
-                    self._tf.sendTransform(transforms)
+                    self._tf.sendTransform(out.transforms)
                 else:
                     self._warn(
                         "tf_frame",
                         "image.header.frame_id is empty: no TF published (no parent frame)",
                     )
-        details.compute_ms = float(compute_ms)
         latency_ms = (self.get_clock().now().nanoseconds - _stamp_ns(header)) / 1e6
-        details.latency_ms = float(latency_ms)
-        self._pub_details.publish(details)
+        out.details.latency_ms = float(latency_ms)
+        self._pub_details.publish(out.details)
         self._stats.frame_done(latency_ms, compute_ms)
-        return published
-
-    def _detection(self, header: Any, job: _Job, result: Any) -> Detection3D:
-        detection = Detection3D(header=header, id=job.detection_id)
-        hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id = job.class_id
-        hypothesis.hypothesis.score = float(result.score)
-        hypothesis.pose.pose = conversions.matrix_to_pose(result.T)
-        detection.results = [hypothesis]
-        center_obj, extent = self._boxes[job.class_id]
-        T_box = result.T.copy()
-        T_box[:3, 3] = result.T[:3, :3] @ center_obj + result.T[:3, 3]  # box centre, mesh axes
-        detection.bbox.center = conversions.matrix_to_pose(T_box)
-        detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = (
-            float(v) for v in extent
-        )
-        return detection
-
-    def _update_tracks(
-        self,
-        jobs: list[_Job],
-        results: dict[int, Any],
-        published: list[bool],
-        tracked: bool,
-        stamp_s: float,
-        cfg: NodeConfig,
-    ) -> None:
-        if not cfg.tracking_enabled:
-            return
-        good = [
-            Track(
-                job.instance_id,
-                job.detection_id,
-                job.class_id,
-                results[i].T.copy(),
-                results[i].score,
-                stamp_s,
-            )
-            for i, job in enumerate(jobs)
-            if published[i]
-        ]
-        if tracked:
-            lost = [job.instance_id for i, job in enumerate(jobs) if not published[i]]
-            self._tracker.update(good, lost, cfg.tracking_min_score)
-        elif jobs:
-            self._tracker.replace(good, cfg.tracking_min_score)
+        return out.published
 
     def _maybe_overlay(
         self,
@@ -752,9 +585,7 @@ class RefineNode(Node):
             if job.class_id not in refiner.models:
                 continue
             result = results.get(i)
-            error, _ = (
-                self._outcome(job, result, cfg) if result is not None else (job.error, False)
-            )
+            error, _ = frame_jobs.outcome(job, result, cfg.min_score)
             items.append(
                 OverlayItem(
                     model=refiner.models[job.class_id],
@@ -868,13 +699,6 @@ def _stamp_ns(header: Any) -> int:
 
 def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
-
-
-def _region_fit_config(cfg: NodeConfig) -> Any:
-    """The region fit's settings (region_fit.RegionFitConfig) from the node's parameters."""
-    from attn6d_ros.region_fit import RegionFitConfig  # with the refiner, after start-up
-
-    return RegionFitConfig(start_turn_deg=cfg.region_fit_turn_deg)
 
 
 def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: bool) -> None:

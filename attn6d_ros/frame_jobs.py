@@ -1,0 +1,190 @@
+"""One frame's refinement jobs, free of ROS: detections or tracks in, Refiner calls and outcomes out.
+
+The refinement node (node.py) and the bag tool (refine_bag.py) run every frame through these functions, in
+the same order, so both refine the same objects from the same poses with the same settings and report the
+same outcome:
+
+1. `detection_jobs` (or `tracked_jobs` for a frame without detections, with tracking.enabled): one `Job` per
+   object, named for TF and refined/details (`conversions.instance_names`);
+2. `reject_frame`: a frame whose image or camera_info cannot be used marks every job failed;
+3. `refine_jobs`: one `Refiner.refine` batch over the jobs without an error;
+4. `outcome`: per job, the error refined/details reports and whether the refined pose is published;
+5. `update_tracks`: the published results become the tracks (tracking.enabled).
+
+Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres. Parameters come from params.NodeConfig.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attn6d_ros.conversions import CoarseDetection, instance_names
+from attn6d_ros.params import NodeConfig
+from attn6d_ros.tracking import Track, Tracker
+
+# The Refiner numbers detections within its own call ("detection 2 ('mug'): ..."); outcomes name the input.
+_REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
+
+
+@dataclass
+class Job:
+    """One object to refine in a frame (from a detection or a track).
+
+    Attributes:
+        instance_id: the name its outputs carry (TF child without prefix, Refinement.instance_id).
+        detection_id: Detection3D.id to publish ('' when the detector set none).
+        class_id: the object table id.
+        initial_pose: geometry_msgs/Pose as received; None for a track (built from `T_init`) or a detection
+            without results.
+        T_init: (4, 4) float64 coarse pose, camera optical frame, metres; None when `error` is set.
+        error: why it is not refined, naming the field and the value; None when it can be.
+        source: where it came from, for messages: "detections[3]" or "track 'mug'".
+    """
+
+    instance_id: str
+    detection_id: str
+    class_id: str
+    initial_pose: Any
+    T_init: np.ndarray | None
+    error: str | None
+    source: str
+
+    @property
+    def tracked(self) -> bool:
+        """Refined from a track (the last refined pose), not from a detection."""
+        return self.source.startswith("track")
+
+
+def detection_jobs(detections: list[CoarseDetection]) -> tuple[list[Job], list[str]]:
+    """One job per parsed detection (conversions.parse_detections), bad ones with their error.
+
+    Returns:
+        (jobs, duplicate detection ids): ids used by more than one detection are refined each, further ones
+        named <id>_1, <id>_2...; the node warns about them.
+    """
+    bases = [d.detection_id or d.class_id or f"detection_{d.index}" for d in detections]
+    names, _ = instance_names(bases)
+    ids = [d.detection_id for d in detections if d.detection_id]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    jobs = [
+        Job(
+            name,
+            d.detection_id,
+            d.class_id,
+            d.pose,
+            d.T_init,
+            d.error,
+            f"detections[{d.index}]",
+        )
+        for d, name in zip(detections, names, strict=True)
+    ]
+    return jobs, duplicates
+
+
+def tracked_jobs(tracker: Tracker, stamp_s: float, cfg: NodeConfig) -> list[Job]:
+    """Jobs from the live tracks usable at image time `stamp_s` (seconds): tracking.max_age_s, min_score."""
+    tracks = tracker.priors(stamp_s, cfg.tracking_max_age_s, cfg.tracking_min_score)
+    return [
+        Job(t.instance_id, t.detection_id, t.class_id, None, t.T.copy(), None,
+            f"track {t.instance_id!r}")
+        for t in tracks
+    ]  # fmt: skip
+
+
+def reject_frame(jobs: list[Job], frame_error: str | None) -> None:
+    """Marks every job of a frame whose image or camera_info is unusable (`frame_error`) as failed."""
+    if not frame_error:
+        return
+    for job in jobs:
+        own = f"; {job.error}" if job.error else ""
+        job.error = f"frame rejected: {frame_error}{own}"
+
+
+def region_fit_config(cfg: NodeConfig) -> Any:
+    """The region fit's settings (region_fit.RegionFitConfig) from the parameters."""
+    from attn6d_ros.region_fit import RegionFitConfig  # with the refiner, after start-up
+
+    return RegionFitConfig(start_turn_deg=cfg.region_fit_turn_deg)
+
+
+def refine_jobs(
+    refiner: Any, rgb_u8: np.ndarray | None, K: np.ndarray | None, jobs: list[Job], cfg: NodeConfig
+) -> tuple[dict[int, Any], float]:
+    """Refines every job without an error in one `Refiner.refine` batch (stages, depth_search, region_fit
+    from `cfg`).
+
+    Args:
+        refiner: the Refiner (called on the thread that created it).
+        rgb_u8: (H, W, 3) uint8 image; K: (3, 3) float64 intrinsics of that image. May be None only when
+            every job already has an error.
+
+    Returns:
+        ({job index: RefinementResult}, milliseconds the Refiner spent). A ValueError of the Refiner about
+        the frame as a whole marks the jobs failed ("frame rejected: ...") instead.
+    """
+    refinable = [i for i, job in enumerate(jobs) if job.error is None]
+    if not refinable:
+        return {}, 0.0
+    if cfg.region_fit:
+        refiner.region_fit_config = region_fit_config(cfg)  # run-time changes take effect
+    try:
+        out = refiner.refine(
+            rgb_u8,
+            K,
+            [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
+            stages=cfg.stages or None,
+            depth_search=cfg.depth_search,
+            region_fit=cfg.region_fit,
+        )
+    except ValueError as exc:
+        # The image or K as a whole (already checked by the caller), or stages.
+        for i in refinable:
+            jobs[i].error = f"frame rejected: {exc}"
+        return {}, 0.0
+    return dict(zip(refinable, out, strict=True)), float(out[0].elapsed_ms)
+
+
+def outcome(job: Job, result: Any, min_score: float) -> tuple[str | None, bool]:
+    """(error for refined/details or None, whether the refined pose is published) of one job."""
+    if job.error is not None:
+        return job.error, False
+    if result is None:
+        return None, False
+    if result.error is not None:
+        reason = _REFINER_PREFIX.sub("", result.error)
+        return f"{job.source} ({job.class_id!r}): {reason}", False
+    if result.score < min_score:
+        return (
+            f"score {result.score:.3f} is below min_score {min_score}: not published as refined",
+            False,
+        )
+    return None, True
+
+
+def update_tracks(
+    tracker: Tracker,
+    jobs: list[Job],
+    results: dict[int, Any],
+    published: list[bool],
+    stamp_s: float,
+    cfg: NodeConfig,
+) -> None:
+    """After a frame: its published results become the tracks (tracking.enabled). A frame with detections
+    replaces every track; a tracked frame refreshes the tracks it refined and drops those that failed."""
+    if not cfg.tracking_enabled:
+        return
+    good = [
+        Track(job.instance_id, job.detection_id, job.class_id, results[i].T.copy(),
+              results[i].score, stamp_s)
+        for i, job in enumerate(jobs)
+        if published[i]
+    ]  # fmt: skip
+    if any(job.tracked for job in jobs):
+        lost = [job.instance_id for i, job in enumerate(jobs) if not published[i]]
+        tracker.update(good, lost, cfg.tracking_min_score)
+    elif jobs:
+        tracker.replace(good, cfg.tracking_min_score)
