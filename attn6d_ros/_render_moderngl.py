@@ -8,6 +8,7 @@ from collections.abc import Callable
 import moderngl
 import numpy as np
 
+from attn6d_ros._egl_context import EglContext
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import FAR, NEAR, Light, RenderOutput
 
@@ -153,32 +154,38 @@ class _GpuModel:
 
 
 class ModernGLBackend:
+    """Renders with moderngl on an EGL context of its own (_egl_context.py), made current for every draw
+    and read-back and the caller's context restored afterwards, so that other OpenGL users in the thread
+    (pyrender, a second Renderer) neither disturb nor are disturbed by it."""
+
     def __init__(self, egl_device: int | None = None) -> None:
-        kwargs = {"backend": "egl", "libgl": "libGL.so.1", "libegl": "libEGL.so.1"}
-        if egl_device is not None:
-            kwargs["device_index"] = egl_device
         try:
-            self.ctx = moderngl.create_standalone_context(**kwargs)
-        except Exception as exc:  # glcontext raises plain Exceptions with the EGL error
+            self._egl = EglContext(egl_device)
+            with self._egl:
+                moderngl.init_context(loader=self._egl)  # moderngl on our (current) context
+                self.ctx = moderngl.get_context()
+        except Exception as exc:  # moderngl raises plain Exceptions
             raise RuntimeError(
                 f"cannot create an EGL OpenGL context ({exc}); install Mesa's EGL "
                 "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1) or a GPU driver with EGL"
             ) from exc
-        self.program = self.ctx.program(
-            vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER
-        )
-        self.program["near_far"].value = (NEAR, FAR)
-        self.mask_program = self.ctx.program(
-            vertex_shader=_MASK_VERTEX_SHADER, fragment_shader=_MASK_FRAGMENT_SHADER
-        )
-        self.mask_program["near_far"].value = (NEAR, FAR)
-        self.ctx.enable(moderngl.DEPTH_TEST)
-        self.ctx.disable(moderngl.CULL_FACE)
+        with self._egl:
+            self.program = self.ctx.program(
+                vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER
+            )
+            self.program["near_far"].value = (NEAR, FAR)
+            self.mask_program = self.ctx.program(
+                vertex_shader=_MASK_VERTEX_SHADER, fragment_shader=_MASK_FRAGMENT_SHADER
+            )
+            self.mask_program["near_far"].value = (NEAR, FAR)
+            self.ctx.enable(moderngl.DEPTH_TEST)
+            self.ctx.disable(moderngl.CULL_FACE)
+            self._renderer_name = self.ctx.info["GL_RENDERER"]
         self._models: dict[int, _GpuModel] = {}
         self._fbos: dict[tuple[int, int, bool], tuple[moderngl.Framebuffer, list]] = {}
 
     def describe(self) -> str:
-        return f"moderngl/EGL: {self.ctx.info['GL_RENDERER']}"
+        return f"moderngl/EGL ({self._egl.display_kind}): {self._renderer_name}"
 
     def _gpu_model(self, model: ObjectModel) -> _GpuModel:
         gpu = self._models.get(id(model))
@@ -233,8 +240,8 @@ class ModernGLBackend:
         rows_max = max(1, _MAX_ATLAS_SIDE // height)
         per_atlas = cols * rows_max
         outputs: list = []
-        # Our context must be current: another renderer in this process may have made its own current.
-        with self.ctx:
+        # Our context must be current: another renderer in this thread may have made its own current.
+        with self._egl:
             for start in range(0, len(scenes), per_atlas):
                 chunk = scenes[start : start + per_atlas]
                 fbo = draw(chunk, cols)
@@ -340,10 +347,11 @@ class ModernGLBackend:
     def release(self, model: ObjectModel) -> None:
         gpu = self._models.pop(id(model), None)
         if gpu is not None:
-            gpu.release()
+            with self._egl:
+                gpu.release()
 
     def close(self) -> None:
-        with self.ctx:  # release our objects, not those of a current other context
+        with self._egl:  # release our objects, not those of a current other context
             for gpu in self._models.values():
                 gpu.release()
             self._models.clear()
@@ -354,7 +362,8 @@ class ModernGLBackend:
             self._fbos.clear()
             self.program.release()
             self.mask_program.release()
-        self.ctx.release()
+            self.ctx.release()
+        self._egl.destroy()
 
 
 def _tile(index: int, width: int, height: int, cols: int) -> tuple[slice, slice]:

@@ -13,7 +13,10 @@
 Never OSMesa: pyrender on OSMesa leaks 1-3 MB per render (training_notes.md §2). Both backends use EGL, and
 ``PYOPENGL_PLATFORM`` is set (with setdefault, so a user's choice wins) before PyOpenGL is imported.
 
-An OpenGL context belongs to the thread that created it: create and use a Renderer on one thread.
+An OpenGL context belongs to the thread that created it: create and use a Renderer on one thread. The
+moderngl backend keeps its context on an EGL display of its own and makes it current for every draw and
+read-back, restoring the caller's afterwards (_egl_context.py): pyrender, Open3D or a second Renderer in the
+same thread neither disturb its renders nor are disturbed by them.
 Models are uploaded once, on first use, and kept until `release` or the renderer is closed.
 """
 

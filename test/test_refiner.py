@@ -106,6 +106,47 @@ def test_no_detections_gives_no_results(identity_refiner: Refiner, scene) -> Non
     assert identity_refiner.refine(scene[0], K, []) == []
 
 
+@pytest.mark.slow
+def test_other_gl_users_in_the_thread_leave_refinements_unchanged(demo_model, scene) -> None:
+    # Issue 30: after a pyrender OffscreenRenderer was created, used and deleted between two refine calls,
+    # every refinement ran off by metres with `error` unset. Trained weights, so that a wrong render moves
+    # the pose (an untrained net predicts the identity update whatever it sees); 2 stages for speed.
+    import os
+
+    # Before PyOpenGL's first import, as render.py does.
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    import pyrender
+    import trimesh
+
+    image, T = scene
+    T_init = T.copy()
+    T_init[:3, 3] += [0.01, -0.01, 0.03]
+    refiner = Refiner.from_checkpoint(SHIPPED, device="cpu")
+    refiner.add_object("drill", demo_model)
+    undisturbed = refiner.refine(image, K, [("drill", T_init)], stages=2)[0]
+    box = pyrender.Scene()
+    box.add(pyrender.Mesh.from_trimesh(trimesh.creation.box(extents=(0.1, 0.1, 0.1))))
+    camera_pose = np.eye(4)
+    camera_pose[2, 3] = 0.5
+    box.add(pyrender.PerspectiveCamera(yfov=1.0), pose=camera_pose)
+    offscreen = pyrender.OffscreenRenderer(64, 64)
+    offscreen.render(box)
+    offscreen.delete()  # ends with eglTerminate on the EGL device display
+    after_pyrender = refiner.refine(image, K, [("drill", T_init)], stages=2)[0]
+    # A second Refiner: its context is made current while it is created and used.
+    second = Refiner.from_checkpoint(SHIPPED, device="cpu")
+    second.add_object("drill", demo_model)
+    second.refine(image, K, [("drill", T)], stages=1)
+    after_second = refiner.refine(image, K, [("drill", T_init)], stages=2)[0]
+    second.renderer.close()
+    after_close = refiner.refine(image, K, [("drill", T_init)], stages=2)[0]
+    for result in (after_pyrender, after_second, after_close):
+        assert result.ok, result.error
+        np.testing.assert_allclose(result.T, undisturbed.T, atol=1e-9)
+        assert result.score == pytest.approx(undisturbed.score, abs=1e-9)
+    assert undisturbed.score > 0.5
+
+
 def test_device_resolution() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda")
