@@ -28,7 +28,12 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["attn6d_ros", "attn6d_ros.*"]),
     install_requires=["torch>=2.1", *_requirements("runtime.txt")],
-    data_files=[*_share_files("config"), *_share_files("models"), *_share_files("launch")],
+    data_files=[
+        *_share_files("config"),
+        *_share_files("models"),
+        *_share_files("launch"),
+        *_share_files("msg"),
+    ],
     entry_points={
         "console_scripts": [
             "refine_node = attn6d_ros.node:main",
@@ -37,6 +42,7 @@ setup(
             "attn6d-eval = attn6d_ros.evaluate:main",
             "attn6d-bench = attn6d_ros.bench:main",
             "attn6d-make-demo-object = attn6d_ros.demo_object:main",
+            "attn6d-refine-bag = attn6d_ros.refine_bag:main",
         ]
     },
 )
