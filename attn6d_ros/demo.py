@@ -380,6 +380,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--startup-timeout", type=float, default=180.0, help="seconds for the node to start"
     )
+    parser.add_argument(
+        "--record",
+        metavar="BAG",
+        help="also record camera, camera_info, ground truth, detections and the node's refined/details "
+        "into a new rosbag2 (for attn6d-refine-bag)",
+    )
+    parser.add_argument("--record-storage", choices=("mcap", "sqlite3"), default="mcap")
     return parser
 
 
@@ -391,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             f">= 1 and --rate ({args.rate}) > 0",
             file=sys.stderr,
         )
+        return 2
+    if args.record and Path(args.record).exists():
+        print(f"attn6d-demo: --record {args.record} exists; choose a new path", file=sys.stderr)
         return 2
     bad = [p for p in args.param if ":=" not in p]
     if bad:
@@ -439,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(recording, model, published)
     summary["overlay_frames"] = write_overlays(recording, out, args.rate)
     summary["out"] = str(out)
+    if args.record:
+        summary["bag"] = args.record
     print(json.dumps(summary), flush=True)
     return 0
 
@@ -449,8 +461,11 @@ def _run_graph(args, model, node: subprocess.Popen, out: Path):
 
     rclpy.init(args=[])  # the demo's own arguments (--param NAME:=VALUE) are not ROS arguments
     recording = Recording()
+    bag = None
     try:
         camera, detector, recorder = _make_nodes(args, model, recording)
+        if args.record:
+            bag = _record_bag(args, recorder)
         executor = SingleThreadedExecutor()
         for n in (camera, detector, recorder):
             executor.add_node(n)
@@ -488,7 +503,29 @@ def _run_graph(args, model, node: subprocess.Popen, out: Path):
             n.destroy_node()
         return recording, camera.published
     finally:
+        if bag is not None:
+            bag.close()
+            _log(f"recorded {bag.counts} into {args.record}")
         rclpy.try_shutdown()
+
+
+def _record_bag(args, node):
+    """Records the demo's inputs, ground truth and the node's refined/details (bag_record.py)."""
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import CameraInfo, Image
+    from vision_msgs.msg import Detection3DArray
+
+    from attn6d_ros.bag_record import TopicRecorder
+    from attn6d_ros.msg import RefinementArray
+
+    topics = [
+        (f"{NAMESPACE}/camera/image_rect", Image),
+        (f"{NAMESPACE}/camera/camera_info", CameraInfo),
+        (f"{NAMESPACE}/camera/ground_truth", PoseStamped),
+        (f"{NAMESPACE}/detector/detections", Detection3DArray),
+        (f"{NAMESPACE}/refined/details", RefinementArray),
+    ]
+    return TopicRecorder(node, Path(args.record), args.record_storage, topics)
 
 
 def _log(message: str) -> None:

@@ -132,11 +132,14 @@ def write_bag(
     storage: str = "sqlite3",
     codec: str | None = None,
     skip_info: tuple[int, ...] = (),
+    skip_detections: tuple[int, ...] = (),
+    corrupt_detections: int | None = None,
     class_id: str = "demo_object",
     extra_topics: bool = False,
 ) -> Path:
     """A rosbag2 at `path`: per frame image (raw or compressed), camera_info, detections, in that order,
-    1 ms apart in bag time; frames whose index is in `skip_info` have no camera_info."""
+    1 ms apart in bag time, 30 ms after the frame's stamp. Frames in `skip_info` have no camera_info, those in
+    `skip_detections` no detections; frame `corrupt_detections` has a cut-short detections message."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from attn6d_ros.demo import K_DEMO
@@ -167,7 +170,8 @@ def write_bag(
         msgs = [("image", image_msg(types, f.rgb, f.stamp_ns, codec))]
         if i not in skip_info:
             msgs.append(("info", info_msg(types, K_DEMO, f.stamp_ns)))
-        msgs.append(("det", detections_msg(types, f.stamp_ns, [("", class_id, f.T_init)])))
+        if i not in skip_detections:
+            msgs.append(("det", detections_msg(types, f.stamp_ns, [("", class_id, f.T_init)])))
         if extra_topics:
             pose = types["geometry_msgs/msg/PoseStamped"](
                 header=_header(types, f.stamp_ns), pose=_pose(types, f.T_gt)
@@ -175,6 +179,8 @@ def write_bag(
             msgs.append(("gt", pose))
         for k, (kind, msg) in enumerate(msgs):
             raw = typestore.serialize_cdr(msg, msg.__msgtype__)
+            if kind == "det" and i == corrupt_detections:
+                raw = raw[:12]  # cut short: the bag is corrupt from this message on
             writer.write(conns[kind], t + k * 1_000_000, raw)
     writer.close()
     return path
