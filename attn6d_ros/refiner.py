@@ -6,7 +6,8 @@ Usage::
     refiner.add_object("ape", load_mesh("ape_color_4000.ply", units="m"))
     results = refiner.refine(image_rgb, K, [("ape", T_init)])   # uint8 HxWx3, 3x3, [(id, 4x4)]
 
-All detections of a call are refined as one batch per stage: one batched render and one network call.
+The detections of a call are refined in batches of at most `max_batch` (MAX_BATCH): one batched render and
+one network call per stage and batch.
 A bad detection gets a result with `error` set and never costs the others their result. The Refiner owns an
 OpenGL context: create it and call it on one thread.
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 # A refinement has converged when its last stage moved the model points by less than this share of the
 # object's diameter (mean point displacement, as ADD).
 CONVERGED_FRACTION = 0.01
+# Detections refined together (one render batch and one network call per stage); more are refined in
+# batches of this size. Peak memory then no longer grows with the count (bench --memory, README).
+MAX_BATCH = 16
 
 
 @dataclass
@@ -143,6 +147,7 @@ class Refiner:
         self.region_fit_config = region_fit_config or RegionFitConfig()
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
+        self.max_batch = MAX_BATCH
 
     @classmethod
     def from_checkpoint(
@@ -214,8 +219,11 @@ class Refiner:
             timings["depth_search"] = 0.0
         if region_fit:
             timings["region_fit"] = 0.0
-        if valid:
-            self._run_stages(image, K, results, valid, n_stages, timings, depth_search, region_fit)
+        # At most max_batch detections go through the network at once: memory stays flat however many a
+        # detector sends (200 in one batch took 2 GB; issue 30).
+        for start_index in range(0, len(valid), self.max_batch):
+            batch = valid[start_index : start_index + self.max_batch]
+            self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit)
         elapsed = (time.perf_counter() - start) * 1000.0
         for result in results:
             result.elapsed_ms = elapsed

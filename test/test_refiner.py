@@ -102,6 +102,40 @@ def test_stage_count_limits(identity_refiner: Refiner, scene) -> None:
     assert len(shared.refine(image, K, [("drill", T)], stages=6)[0].stage_poses) == 6
 
 
+def test_many_detections_are_refined_in_batches_of_max_batch(
+    identity_refiner: Refiner, scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 30: 200 detections went through the network as one batch (2 GB peak memory). Each batch is
+    # now at most max_batch; every detection still gets its own result, in order.
+    image, T = scene
+    detections = []
+    for i in range(40):
+        T_i = T.copy()
+        T_i[0, 3] += 0.002 * i
+        detections.append(("drill" if i % 9 else "mug", T_i))  # every 9th is unknown: an error
+    batch_sizes: list[int] = []
+    stage = identity_refiner.net.stage
+
+    def recording_stage(k: int):
+        module = stage(k)
+
+        def run(observed, rendered):
+            batch_sizes.append(observed.shape[0])
+            return module(observed, rendered)
+
+        return run
+
+    monkeypatch.setattr(identity_refiner.net, "stage", recording_stage)
+    monkeypatch.setattr(identity_refiner, "max_batch", 16, raising=False)
+    results = identity_refiner.refine(image, K, detections, stages=1)
+    assert batch_sizes == [16, 16, 3]  # 40 detections, 5 unknown: 35 to refine
+    assert len(results) == 40
+    for (object_id, T_i), result in zip(detections, results, strict=True):
+        assert result.ok == (object_id == "drill")
+        if result.ok:
+            np.testing.assert_allclose(result.T, T_i, atol=1e-9)  # its own pose: identity update
+
+
 def test_no_detections_gives_no_results(identity_refiner: Refiner, scene) -> None:
     assert identity_refiner.refine(scene[0], K, []) == []
 
