@@ -61,6 +61,19 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         ) from exc
 
 
+def image_msg_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (conversions.image_to_rgb) or CompressedImage -> (H, W, 3) uint8 RGB.
+
+    Raises:
+        ValueError: what either decoder refuses, naming the field and the value.
+    """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return compressed_to_rgb(msg)
+    from attn6d_ros.conversions import image_to_rgb
+
+    return image_to_rgb(msg)
+
+
 def _to_rgb(image: Any) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image, dtype=np.uint32)

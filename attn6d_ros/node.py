@@ -53,12 +53,13 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from attn6d_ros import conversions, frame_jobs, sync, tf_publisher
 from attn6d_ros.backpressure import LatestSlot
+from attn6d_ros.compressed_image import image_msg_to_rgb
 from attn6d_ros.conversions import CoarseDetection
 from attn6d_ros.diagnostics import NodeStats, diagnostic_status
 from attn6d_ros.frame_jobs import Job as _Job
@@ -220,18 +221,24 @@ class RefineNode(Node):
         image_qos = _qos(cfg.image_reliability, cfg.image_depth)
         detections_qos = _qos(cfg.detections_reliability, cfg.detections_depth)
         inputs = []
-        for kind, msg_type, qos, parameter in (
-            ("image", Image, image_qos, "qos.image.reliability"),
-            ("camera_info", CameraInfo, image_qos, "qos.image.reliability"),
-            ("detections", Detection3DArray, detections_qos, "qos.detections.reliability"),
-        ):
+        # image_transport's compressed publisher adds /compressed to the (remapped) image topic.
+        image_type, image_topic = Image, "image"
+        if cfg.image_transport == "compressed":
+            image_type = CompressedImage
+            image_topic = self.resolve_topic_name("image") + "/compressed"
+        for kind, topic, msg_type, qos, parameter in (
+            ("image", image_topic, image_type, image_qos, "qos.image.reliability"),
+            ("camera_info", "camera_info", CameraInfo, image_qos, "qos.image.reliability"),
+            ("detections", "detections", Detection3DArray, detections_qos,
+             "qos.detections.reliability"),
+        ):  # fmt: skip
             events = SubscriptionEventCallbacks(
                 incompatible_qos=lambda info, k=kind, p=parameter: self._incompatible_qos(
                     k, p, info
                 )
             )
             subscriber = sync.Subscriber(
-                self, msg_type, kind, qos_profile=qos, event_callbacks=events
+                self, msg_type, topic, qos_profile=qos, event_callbacks=events
             )
             subscriber.registerCallback(lambda msg, k=kind: self._on_input(k, msg))
             inputs.append(subscriber)
@@ -486,7 +493,7 @@ class RefineNode(Node):
         """(error or None, rgb, K); warns about distortion and frame ids once or throttled."""
         image, info = frame.image, frame.info
         try:
-            rgb = conversions.image_to_rgb(image)
+            rgb = image_msg_to_rgb(image)  # Image, or CompressedImage (image_transport)
             intrinsics = conversions.camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
         except ValueError as exc:
             self._warn(f"frame:{str(exc)[:40]}", f"frame {_stamp_text(image)} rejected: {exc}")

@@ -202,6 +202,17 @@ class NodeConfig:
             range=(0.1, 3600.0),
         ),
     )
+    image_transport: str = field(
+        default="raw",
+        metadata=_param(
+            "image_transport",
+            "raw: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage (JPEG or PNG, "
+            "decoded with Pillow) on '<image>/compressed', as image_transport's compressed publisher "
+            "names it (the remapped image topic plus /compressed)",
+            read_only=True,
+            choices=("raw", "compressed"),
+        ),
+    )
     image_reliability: str = field(
         default="best_effort",
         metadata=_param(

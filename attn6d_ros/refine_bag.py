@@ -44,7 +44,7 @@ from attn6d_ros.bag_io import (
     open_reader,
     storage_of,
 )
-from attn6d_ros.compressed_image import compressed_to_rgb
+from attn6d_ros.compressed_image import image_msg_to_rgb
 from attn6d_ros.params import NodeConfig, ParameterError
 from attn6d_ros.params_file import read_params_file
 from attn6d_ros.paths import resolve_path
@@ -102,13 +102,6 @@ def _output_topic(namespace: str, name: str) -> str:
     return f"{ns}/{name}"
 
 
-def decode_image(image: Any) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB (a ValueError names the field)."""
-    if hasattr(image, "format") and not hasattr(image, "encoding"):
-        return compressed_to_rgb(image)
-    return conversions.image_to_rgb(image)
-
-
 class BagRefiner:
     """The node's per-frame steps with a Refiner, writing each frame's outputs to a rosbags Writer."""
 
@@ -141,7 +134,7 @@ class BagRefiner:
 
     def _decode(self, image: Any, info: Any) -> tuple[str | None, Any, Any]:
         try:
-            rgb = decode_image(image)
+            rgb = image_msg_to_rgb(image)
             intrinsics = conversions.camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
         except ValueError as exc:
             self._warn(
