@@ -7,6 +7,10 @@ Arguments (all optional):
     use_sim_time  true to follow /clock (bags, simulators)
     log_level     debug | info | warn | error | fatal
     rviz          true to also start RViz with config/refine.rviz
+    dds_profile   Fast DDS XML profile for the processes started here (FASTDDS_DEFAULT_PROFILES_FILE and
+                  FASTRTPS_DEFAULT_PROFILES_FILE; default: the one already set in the environment, else the
+                  package's config/fastdds_large_frames.xml, whose shared-memory segments hold camera-sized
+                  images; 'none': leave the environment as it is). The camera driver needs it too (README).
 
 Without ROS 2's `launch` and `launch_ros` packages (PyPI wheels have neither), run this file as a script with
 the same arguments; it starts the node process with the equivalent command line and forwards Ctrl-C to it:
@@ -35,14 +39,28 @@ ARGUMENTS = [
     ("use_sim_time", "false", "Use simulated time from /clock (true|false)"),
     ("log_level", "info", "Log level of the node: debug | info | warn | error | fatal"),
     ("rviz", "false", "Also start RViz with config/refine.rviz (true|false)"),
+    (
+        "dds_profile",
+        None,
+        "Fast DDS XML profile for the processes started here (None: the one already in the environment, "
+        "else <share>/config/fastdds_large_frames.xml; 'none': unchanged environment)",
+    ),
 ]
+# Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Humble, Jazzy) the second.
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+DDS_PROFILE = "fastdds_large_frames.xml"
 REMAPPED_INPUTS = ("image", "camera_info", "detections")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 try:
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
     from launch.conditions import IfCondition
-    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+    from launch.substitutions import (
+        EnvironmentVariable,
+        LaunchConfiguration,
+        NotEqualsSubstitution,
+        PathJoinSubstitution,
+    )
     from launch_ros.actions import Node
     from launch_ros.parameter_descriptions import ParameterFile, ParameterValue
     from launch_ros.substitutions import FindPackageShare
@@ -64,10 +82,28 @@ def generate_launch_description():
     share = FindPackageShare(PACKAGE)
     defaults = {
         "params_file": PathJoinSubstitution([share, "config", "refine.yaml"]),
+        # The user's own profile wins; else ours, whose shared-memory segments hold camera images.
+        "dds_profile": EnvironmentVariable(
+            PROFILE_VARIABLES[0],
+            default_value=EnvironmentVariable(
+                PROFILE_VARIABLES[1],
+                default_value=PathJoinSubstitution([share, "config", DDS_PROFILE]),
+            ),
+        ),
     }
     declared = [
         DeclareLaunchArgument(name, default_value=defaults.get(name, default), description=text)
         for name, default, text in ARGUMENTS
+    ]
+    profile = [
+        SetEnvironmentVariable(
+            variable,
+            LaunchConfiguration("dds_profile"),
+            condition=IfCondition(
+                NotEqualsSubstitution(LaunchConfiguration("dds_profile"), "none")
+            ),
+        )
+        for variable in PROFILE_VARIABLES
     ]
     node = Node(
         package=PACKAGE,
@@ -79,7 +115,7 @@ def generate_launch_description():
             {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)},
         ],
         remappings=[(name, LaunchConfiguration(name)) for name in REMAPPED_INPUTS],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
         output="screen",
         emulate_tty=True,
     )
@@ -90,7 +126,7 @@ def generate_launch_description():
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
     )
-    return LaunchDescription([*declared, node, rviz])
+    return LaunchDescription([*declared, *profile, node, rviz])
 
 
 # -- fallback: the same launch without the launch packages -------------------------------------------------
@@ -122,7 +158,19 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
         )
     if values["params_file"] is None:
         values["params_file"] = str(_share_dir() / "config" / "refine.yaml")
+    if values["dds_profile"] is None:
+        user = [os.environ.get(v) for v in PROFILE_VARIABLES if os.environ.get(v)]
+        values["dds_profile"] = user[0] if user else str(_share_dir() / "config" / DDS_PROFILE)
     return values
+
+
+def node_environment(values: dict[str, str], environ: dict[str, str]) -> dict[str, str]:
+    """The environment of the started processes: `environ` with the Fast DDS profile of `values`."""
+    env = dict(environ)
+    if values["dds_profile"] != "none":
+        for variable in PROFILE_VARIABLES:
+            env[variable] = values["dds_profile"]
+    return env
 
 
 def node_command(values: dict[str, str], *, python: str = sys.executable) -> list[str]:
@@ -168,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(values["params_file"]).is_file():
         print(f"refine.launch.py: params_file not found: {values['params_file']}", file=sys.stderr)
         return 2
+    if values["dds_profile"] != "none" and not Path(values["dds_profile"]).is_file():
+        print(f"refine.launch.py: dds_profile not found: {values['dds_profile']}", file=sys.stderr)
+        return 2
     commands = [node_command(values)]
     if values["rviz"] == "true":
         rviz = shutil.which("rviz2")
@@ -175,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             print("refine.launch.py: rviz:=true but rviz2 is not on PATH", file=sys.stderr)
             return 2
         commands.append([rviz, "-d", str(_share_dir() / "config" / "refine.rviz")])
-    print(f"[refine.launch.py] starting: {' '.join(commands[0])}", flush=True)
-    children = [subprocess.Popen(c, env=os.environ.copy()) for c in commands]
+    env = node_environment(values, os.environ)
+    print(
+        f"[refine.launch.py] starting: {' '.join(commands[0])} (Fast DDS profile: "
+        f"{values['dds_profile']})",
+        flush=True,
+    )
+    children = [subprocess.Popen(c, env=env) for c in commands]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

@@ -67,6 +67,25 @@ def test_node_command_carries_namespace_remaps_sim_time_and_log_level() -> None:
     )
 
 
+def test_dds_profile_defaults_to_the_users_else_the_packages_and_reaches_the_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launch = _load()
+    for variable in launch.PROFILE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    values = launch.parse_arguments([])
+    assert values["dds_profile"].endswith("config/fastdds_large_frames.xml")
+    assert Path(values["dds_profile"]).is_file()
+    env = launch.node_environment(values, {"PATH": "/bin"})
+    assert {v: env[v] for v in launch.PROFILE_VARIABLES} == dict.fromkeys(
+        launch.PROFILE_VARIABLES, values["dds_profile"]
+    )
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/users/own.xml")  # a Jazzy user's own
+    assert launch.parse_arguments([])["dds_profile"] == "/users/own.xml"
+    none = launch.parse_arguments(["dds_profile:=none"])
+    assert launch.node_environment(none, {"PATH": "/bin"}) == {"PATH": "/bin"}
+
+
 def test_launch_description_needs_the_launch_packages_and_says_so() -> None:
     launch = _load()
     if launch.HAVE_LAUNCH:
@@ -89,9 +108,14 @@ def _stub_launch_modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
     classes = {}
     layout = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument"],
+        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
         "launch.conditions": ["IfCondition"],
-        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution"],
+        "launch.substitutions": [
+            "EnvironmentVariable",
+            "LaunchConfiguration",
+            "NotEqualsSubstitution",
+            "PathJoinSubstitution",
+        ],
         "launch_ros.actions": ["Node"],
         "launch_ros.parameter_descriptions": ["ParameterFile", "ParameterValue"],
         "launch_ros.substitutions": ["FindPackageShare"],
@@ -138,7 +162,16 @@ def test_launch_description_declares_every_argument_and_wires_the_node(
         "params_file",
     )
     assert sim_time["use_sim_time"].kwargs == {"value_type": bool}
-    assert node.kwargs["arguments"][:2] == ["--ros-args", "--log-level"]
+    # ROS arguments through ros_arguments=, not a second --ros-args block in arguments= (issue 30).
+    assert "arguments" not in node.kwargs
+    assert node.kwargs["ros_arguments"][0] == "--log-level"
+    assert node.kwargs["ros_arguments"][1].args == ("log_level",)
+    # Both Fast DDS profile variables, from the dds_profile argument, unless it is 'none'.
+    profile = [e for e in entities if isinstance(e, classes["SetEnvironmentVariable"])]
+    assert [p.args[0] for p in profile] == list(launch.PROFILE_VARIABLES)
+    assert all(p.args[1].args == ("dds_profile",) for p in profile)
+    assert all(p.kwargs["condition"].args[0].args[1] == "none" for p in profile)
+    assert entities.index(profile[-1]) < entities.index(node)  # set before the node starts
     assert rviz.kwargs["package"] == "rviz2" and rviz.kwargs["condition"].args[0].args == ("rviz",)
 
 
