@@ -218,11 +218,21 @@ def test_every_start_and_end_select_frames(
     stamps = [_key(m.header) for _, m in read_bag(tmp_path / "a")["/refined/details"]]
     assert stamps == [frames[0].stamp_ns, frames[2].stamp_ns]
     # Bag time: frames are 0.5 s apart, the bag starts with frame 0's image.
+    # ... into another storage, under a namespace (/tf stays absolute).
     code, summary, err = run_tool(
-        capsys, bag, tmp_path / "b", "--params", tiny_params, "--start", "0.4", "--end", "1.1"
-    )
+        capsys, bag, tmp_path / "b", "--params", tiny_params, "--start", "0.4", "--end", "1.1",
+        "--storage", "mcap", "--namespace", "cam1",
+    )  # fmt: skip
     assert code == 0, err
-    stamps = [_key(m.header) for _, m in read_bag(tmp_path / "b")["/refined/details"]]
+    got = read_bag(tmp_path / "b")
+    assert set(got) == {
+        "/cam1/refined/details",
+        "/cam1/refined/detections",
+        "/cam1/refined/pose",
+        "/tf",
+    }
+    assert len(list((tmp_path / "b").glob("*.mcap"))) == 1
+    stamps = [_key(m.header) for _, m in got["/cam1/refined/details"]]
     assert stamps == [frames[1].stamp_ns, frames[2].stamp_ns] and summary["images"] == 2
 
 
