@@ -1,9 +1,9 @@
 """`attn6d-refine-bag IN OUT`: refines a recorded rosbag2 offline, as the node would have, without ROS.
 
 Reads IN (a rosbag2 folder or a bare .db3 / .mcap file; sqlite3 or MCAP storage) with `rosbags`, feeds the
-image, camera_info and detections topics in recording order through the node's synchronizer
-(sync.ApproximateTimeSynchronizer, sync.queue_size and sync.slop), and runs every synchronized frame through
-the node's steps (frame_jobs.py: jobs from detections or tracks, one Refiner batch, outcomes;
+image, camera_info and detections topics in recording order through the node's synchronizer (sync.py's
+ApproximateTimeSynchronizer, sync.queue_size and sync.slop), and runs every synchronized frame through the
+node's steps (frame_jobs.py: jobs from detections or tracks, one Refiner batch, outcomes;
 refinement_messages.py: the messages), with the node's parameters file (config/refine.yaml). OUT is a new bag
 (same storage as IN unless --storage) with ``refined/detections``, ``refined/pose``, ``refined/details``
 (under --namespace) and ``/tf``, each message stamped with its image's header and written at the bag time at
@@ -17,7 +17,7 @@ sensor_msgs/CompressedImage (JPEG/PNG, image_transport's ``compressed``).
 Prints a progress bar on stderr and, at the end, one JSON line on stdout: frames, refined and rejected
 objects (with reasons), images that never matched a camera_info or detections, median milliseconds per frame.
 Exit codes: 0 done; 1 the bag broke off (OUT holds every frame written before, readable); 2 bad arguments or
-input (missing topic, unsupported type, OUT exists).
+input (missing topic, unsupported type, OUT exists); 130 Ctrl-C (OUT closed and readable too).
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ ACCEPTED = {
 }
 KINDS = ("image", "camera_info", "detections")  # the synchronizer's input order, as in the node
 DEFAULT_PARAMS = "package://attn6d_ros/config/refine.yaml"
+# The node's synchronizer as sync.py implements it (message_filters' semantics). Where message_filters is
+# installed the node uses that instead, whose stamps must be rclpy's (Time.from_msg refuses rosbags').
+_Synchronizer = sync._FallbackApproximateTimeSynchronizer
 
 
 class InputError(ValueError):
@@ -434,7 +437,7 @@ class _Feeder:
         self.filters = {kind: sync.SimpleFilter() for kind in KINDS}
         inputs = [self.filters[k] for k in KINDS]
         self.synced: list[tuple] = []
-        synchronizer = sync.ApproximateTimeSynchronizer(inputs, cfg.sync_queue_size, cfg.sync_slop)
+        synchronizer = _Synchronizer(inputs, cfg.sync_queue_size, cfg.sync_slop)
         synchronizer.registerCallback(lambda *msgs: self.synced.append(msgs))
         self.waiting = cfg.tracking_enabled and cfg.tracking_wait_s > 0
         self.pending: PendingImages[tuple] = PendingImages(cfg.sync_queue_size)
@@ -442,9 +445,7 @@ class _Feeder:
         if (
             self.waiting
         ):  # tracking.wait_s: images whose detections do not come (node._on_image_pair)
-            pair_sync = sync.ApproximateTimeSynchronizer(
-                inputs[:2], cfg.sync_queue_size, cfg.sync_slop
-            )
+            pair_sync = _Synchronizer(inputs[:2], cfg.sync_queue_size, cfg.sync_slop)
             pair_sync.registerCallback(lambda *msgs: self.pairs.append(msgs))
         self.stamps: dict[str, list[int]] = {kind: [] for kind in KINDS}
         self.synced_images: set[int] = set()
@@ -468,8 +469,6 @@ class _Feeder:
                 break
             connection, t_bag, raw = item
             index += 1
-            if connection.id in copies:
-                self.tool.writer.write(copies[connection.id], t_bag, raw)
             try:
                 msg = typestore.deserialize_cdr(raw, connection.msgtype)
             except Exception as exc:
@@ -477,6 +476,8 @@ class _Feeder:
                     f"message {index} of the input bag ({connection.topic}, {connection.msgtype}, bag time "
                     f"{t_bag} ns) cannot be decoded ({type(exc).__name__}: {exc}): the bag is corrupt"
                 ) from exc
+            if connection.id in copies:
+                self.tool.writer.write(copies[connection.id], t_bag, raw)
             kind = kind_of[connection.id]
             self.stamps[kind].append(_stamp_ns(msg.header))
             if kind == "image":
