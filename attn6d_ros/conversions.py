@@ -89,9 +89,17 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         ValueError: unsupported encoding, or size, step and data length that do not fit (names the field).
     """
     width, height, channels, depth = check_image_message(msg)
-    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
+    if _BRIDGE is not None and _bridge_reads(msg, channels, depth):  # pragma: no cover
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return _decode_numpy(msg, width, height, channels, depth)
+
+
+def _bridge_reads(msg: Any, channels: int, depth: int) -> bool:
+    """Whether cv_bridge's Python half decodes this layout correctly. It reads rows as whole pixels (a step
+    padded by a part of a pixel shifts every row after the first) and swaps 16-bit bytes with
+    ndarray.newbyteorder, which NumPy 2 removed; those layouts go to the numpy decoder
+    (test_upstream_ros.py compares both on every encoding and layout)."""
+    return msg.step % (channels * depth) == 0 and not (depth == 2 and msg.is_bigendian)
 
 
 def _decode_numpy(msg: Any, width: int, height: int, channels: int, depth: int) -> np.ndarray:
