@@ -21,7 +21,7 @@ def encode(rgb16: np.ndarray, encoding: str, *, pad_bytes: int = 0, bigendian: b
         values = values[:, :, 1:2]
     if channels == 4:
         ramp = (np.arange(values.shape[1]) * 37 % (1 << (8 * depth))).astype(values.dtype)
-        alpha = np.broadcast_to(ramp[None, :, None], values.shape[:2] + (1,))
+        alpha = np.broadcast_to(ramp[None, :, None], (*values.shape[:2], 1))
         values = np.concatenate([values, alpha], axis=2)
     if depth == 2:
         values = values.astype(">u2" if bigendian else "<u2")
@@ -42,5 +42,10 @@ def random_rgb16(height: int, width: int, seed: int) -> np.ndarray:
     """(H, W, 3) uint16 over the whole range, including the values whose 8-bit rounding is a tie."""
     rng = np.random.default_rng(seed)
     values = rng.integers(0, 65536, size=(height, width, 3), dtype=np.uint16)
-    values.flat[:4] = (0, 65535, 128, 257 * 100 + 128)  # ends of the range and (v + 128) // 257 edges
+    values.flat[:4] = (
+        0,
+        65535,
+        128,
+        257 * 100 + 128,
+    )  # ends of the range and (v + 128) // 257 edges
     return values

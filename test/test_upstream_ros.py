@@ -63,7 +63,9 @@ def _deliveries(filter_class, synchronizer_class, arrivals, queue_size: int, slo
     return delivered
 
 
-@pytest.mark.parametrize(("seed", "queue_size", "slop"), [(0, 10, 0.01), (1, 3, 0.02), (2, 30, 0.005)])
+@pytest.mark.parametrize(
+    ("seed", "queue_size", "slop"), [(0, 10, 0.01), (1, 3, 0.02), (2, 30, 0.005)]
+)
 def test_real_message_filters_delivers_the_sets_the_fallback_delivers(
     seed: int, queue_size: int, slop: float
 ) -> None:
@@ -102,7 +104,9 @@ def _transform(child: str, T: np.ndarray, stamp):
 
 
 @pytest.mark.ros
-def test_real_tf2_listener_gets_the_same_transforms_from_both_broadcasters(ros_domain: int) -> None:
+def test_real_tf2_listener_gets_the_same_transforms_from_both_broadcasters(
+    ros_domain: int,
+) -> None:
     tf2_ros = require("tf2_ros_py")
     import rclpy
     from rclpy.time import Time
@@ -224,8 +228,12 @@ def _fields(path) -> list[str]:
 def test_test_only_interface_copies_match_the_upstream_definitions(package: str) -> None:
     """Without ../shared/upstream, setup builds test/interfaces; it must be the real message layout."""
     if not UPSTREAM_DIR.is_dir():
-        pytest.skip(f"{UPSTREAM_DIR} not found (a user's clone): nothing to compare the copies with")
-    upstream = {"vision_msgs": "vision_msgs/vision_msgs", "tf2_msgs": "geometry2/tf2_msgs"}[package]
+        pytest.skip(
+            f"{UPSTREAM_DIR} not found (a user's clone): nothing to compare the copies with"
+        )
+    upstream = {"vision_msgs": "vision_msgs/vision_msgs", "tf2_msgs": "geometry2/tf2_msgs"}[
+        package
+    ]
     copies = sorted((TEST_INTERFACES / package).glob("*/*.*"))
     copies = [c for c in copies if c.suffix in (".msg", ".srv", ".action")]
     assert copies, f"no interface files under {TEST_INTERFACES / package}"

@@ -58,4 +58,3 @@ def require(package: str) -> ModuleType:
         return importlib.import_module(MODULES[package])
     except ImportError as exc:
         pytest.fail(f"upstream {package} was installed (see {RECORD}) but does not import: {exc}")
-
