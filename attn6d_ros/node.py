@@ -70,6 +70,7 @@ from attn6d_ros.objects import read_object_table
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
+from attn6d_ros.shutdown import ShutdownSignals
 from attn6d_ros.tracking import PendingImages, Tracker
 
 try:
@@ -404,9 +405,12 @@ class RefineNode(Node):
                     continue
                 try:
                     self._process(refiner, frame)
-                except (
-                    Exception
-                ):  # keep serving frames; the failure is logged and counted in /diagnostics
+                except Exception:  # keep serving frames; the failure is logged and counted
+                    if self._stopping.is_set():  # publishers already gone while shutting down
+                        self.get_logger().debug(
+                            f"frame dropped at shutdown:\n{traceback.format_exc()}"
+                        )
+                        break
                     self._stats.add("internal_errors")
                     self.get_logger().error(
                         f"internal error on a frame:\n{traceback.format_exc()}"
@@ -723,14 +727,19 @@ def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: b
 
 
 def main(args: list[str] | None = None) -> int:
-    """Runs the node until Ctrl-C or shutdown; returns 1 when it cannot start (the log line says why)."""
+    """Runs the node until Ctrl-C, SIGTERM or shutdown; returns 0 then (also after a second signal during the
+    clean-up, shutdown.py), 1 when it cannot start (the log line says why)."""
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    # A logger without the node's /rosout publisher: the context is shut down when a second signal comes.
+    signals = ShutdownSignals(rclpy.logging.get_logger(f"{NODE_NAME}.shutdown").info)
+    signals.install()  # before rclpy.init: rclpy's handlers call ours after shutting the context down
     rclpy.init(args=args)
     node = None
     try:
         try:
             node = RefineNode()
         except (ParameterError, FileNotFoundError, StartupError) as exc:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            logger.fatal(f"cannot start: {exc}")
             return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -738,6 +747,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signals.cleaning_up = True
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
