@@ -269,6 +269,8 @@ class CoarseDetection:
         pose: results[0].pose.pose as received (for reporting the initial pose even when it is invalid).
         T_init: (4, 4) coarse pose, or None when `error` is set.
         error: why this detection cannot be refined, naming the field and the value; None when fine.
+        score: results[0].hypothesis.score (the detector's confidence); -inf without results or when not a
+            finite number, so that such detections rank last (`limit_detections`).
     """
 
     index: int
@@ -277,6 +279,7 @@ class CoarseDetection:
     pose: Any
     T_init: np.ndarray | None
     error: str | None = None
+    score: float = float("-inf")
 
 
 def parse_detections(
@@ -305,6 +308,8 @@ def parse_detections(
             continue
         result = detection.results[0]
         class_id = result.hypothesis.class_id
+        score = float(result.hypothesis.score)
+        score = score if np.isfinite(score) else float("-inf")
         pose = result.pose.pose
         error = frame_error
         own_frame = detection.header.frame_id
@@ -326,8 +331,23 @@ def parse_detections(
                 T_init = pose_to_matrix(pose, name=f"{where}.results[0].pose.pose")
             except ValueError as exc:
                 error = str(exc)
-        parsed.append(CoarseDetection(i, detection.id, class_id, pose, T_init, error))
+        parsed.append(CoarseDetection(i, detection.id, class_id, pose, T_init, error, score))
     return parsed
+
+
+def limit_detections(
+    detections: list[CoarseDetection], max_count: int
+) -> tuple[list[CoarseDetection], int]:
+    """The `max_count` highest-scored detections (ties: the earlier first), in their input order.
+
+    Returns:
+        (kept, how many were dropped).
+    """
+    if len(detections) <= max_count:
+        return detections, 0
+    ranked = sorted(range(len(detections)), key=lambda i: (-detections[i].score, i))
+    keep = sorted(ranked[:max_count])
+    return [detections[i] for i in keep], len(detections) - max_count
 
 
 def instance_names(bases: list[str]) -> tuple[list[str], list[str]]:

@@ -35,6 +35,7 @@ is fine in rclpy). Frames replaced in the slot while the worker is busy are coun
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -61,14 +62,14 @@ from attn6d_ros import conversions, frame_jobs, sync, tf_publisher
 from attn6d_ros.backpressure import LatestSlot
 from attn6d_ros.compressed_image import image_msg_to_rgb
 from attn6d_ros.conversions import CoarseDetection
-from attn6d_ros.diagnostics import NodeStats, diagnostic_status
+from attn6d_ros.diagnostics import NodeStats, diagnostic_status, missing_images
 from attn6d_ros.frame_jobs import Job as _Job
 from attn6d_ros.markers import MarkerItem, marker_array
 from attn6d_ros.mesh import UNIT_SCALE
 from attn6d_ros.msg import RefinementArray
 from attn6d_ros.objects import read_object_table
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
-from attn6d_ros.paths import resolve_path
+from attn6d_ros.paths import resolve_path, share_dir
 from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
 from attn6d_ros.shutdown import ShutdownSignals
 from attn6d_ros.tracking import PendingImages, Tracker
@@ -156,6 +157,7 @@ class RefineNode(Node):
         self._last_seen: dict[str, float] = {}
         self._last_sync = 0.0
         self._sync_problem = ""
+        self._image_problem = ""
         self._first_both = 0.0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -200,7 +202,7 @@ class RefineNode(Node):
         self._pending_timer.cancel()
         log.info(
             f"ready: device {self.device}, checkpoint {checkpoint}, objects "
-            f"{sorted(self._object_specs)}; {_fallbacks_text()}"
+            f"{sorted(self._object_specs)}; {_fallbacks_text()}; {_dds_text()}"
         )
         log.info(f"parameters: {cfg.as_parameters()}")
 
@@ -346,8 +348,12 @@ class RefineNode(Node):
         return response
 
     def _check_sync(self) -> None:
-        """Warns when images and detections both arrive but never synchronize, naming the stamps seen."""
+        """Warns when camera_info arrives without images (diagnostics.missing_images), and when images and
+        detections both arrive but never synchronize, naming the stamps seen."""
         now = time.monotonic()
+        self._image_problem = missing_images(self._stats, now, _dds_profile_hint())
+        if self._image_problem:
+            self._warn("missing_images", self._image_problem, repeat_s=WARN_REPEAT_S)
         warn_after = self.config.sync_warn_after_s
         recent = {k: now - t <= warn_after for k, t in self._last_seen.items()}
         if not (recent.get("image") and recent.get("detections")):
@@ -380,6 +386,7 @@ class RefineNode(Node):
                 device=self.device,
                 worker_alive=self._worker is not None and self._worker.is_alive(),
                 sync_problem=self._sync_problem,
+                image_problem=self._image_problem,
                 dropped=self._slot.dropped,
                 tracks=len(self._tracker),
             )
@@ -473,6 +480,7 @@ class RefineNode(Node):
             detections = conversions.parse_detections(
                 frame.detections, refiner.object_ids, header.frame_id
             )
+            detections = self._limit_detections(frame, detections, cfg.max_detections)
             if not detections and cfg.tracking_enabled:
                 jobs = frame_jobs.tracked_jobs(self._tracker, stamp_s, cfg)
             else:
@@ -519,6 +527,21 @@ class RefineNode(Node):
                 f"{info.header.frame_id!r}; outputs use the image's",
             )
         return None, rgb, intrinsics.K
+
+    def _limit_detections(
+        self, frame: _Frame, detections: list[CoarseDetection], max_count: int
+    ) -> list[CoarseDetection]:
+        """The max_detections highest-scored detections; warns (throttled) how many were dropped."""
+        kept, dropped = conversions.limit_detections(detections, max_count)
+        if dropped:
+            self._stats.add("detections_over_max", dropped)
+            self._warn(
+                "max_detections",
+                f"frame {_stamp_text(frame.image)} has {len(detections)} detections, more than "
+                f"max_detections {max_count}: the {dropped} lowest-scored were dropped (neither refined "
+                "nor reported); raise max_detections if they are needed",
+            )
+        return kept
 
     def _detection_jobs(self, detections: list[CoarseDetection]) -> list[_Job]:
         jobs, duplicates = frame_jobs.detection_jobs(detections)
@@ -681,6 +704,34 @@ def _fallbacks_text() -> str:
         + ("tf2_ros" if tf_publisher.USING_TF2_ROS else "fallback (attn6d_ros.tf_publisher)")
         + ", image conversion "
         + ("cv_bridge" if conversions.USING_CV_BRIDGE else "numpy (attn6d_ros.conversions)")
+    )
+
+
+# Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Humble, Jazzy) the second.
+_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def _dds_profile_hint() -> str:
+    """Where the package's Fast DDS profile for large images is (README, 'Large images')."""
+    try:
+        return str(share_dir() / "config" / "fastdds_large_frames.xml")
+    except FileNotFoundError:
+        return "config/fastdds_large_frames.xml of the attn6d_ros package"
+
+
+def _dds_text() -> str:
+    """The RMW and the Fast DDS profile in effect, for the start-up line."""
+    rmw = (
+        os.environ.get("RMW_IMPLEMENTATION") or rclpy.utilities.get_rmw_implementation_identifier()
+    )
+    profiles = [os.environ[v] for v in _PROFILE_VARIABLES if os.environ.get(v)]
+    if "fastrtps" not in rmw:
+        return f"RMW {rmw}"
+    if profiles:
+        return f"RMW {rmw}, Fast DDS profile {profiles[0]}"
+    return (
+        f"RMW {rmw}, no Fast DDS profile: best-effort images larger than 512 KiB from other processes "
+        f"may be lost (use {_dds_profile_hint()}; README, 'Large images')"
     )
 
 

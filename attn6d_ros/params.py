@@ -161,6 +161,16 @@ class NodeConfig:
             range=(0.0, 1.0),
         ),
     )
+    max_detections: int = field(
+        default=32,
+        metadata=_param(
+            "max_detections",
+            "At most this many detections of a frame are refined: beyond it the highest-scored "
+            "(results[0].hypothesis.score) are kept and a warning says how many were dropped. Time "
+            "grows with the count (refined 16 at a time, so memory does not)",
+            range=(1, 10000),
+        ),
+    )
     publish_tf: bool = field(
         default=True,
         metadata=_param("publish_tf", "Broadcast every refined pose on /tf"),

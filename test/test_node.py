@@ -374,3 +374,53 @@ def test_unknown_parameters_are_named_in_a_warning(
     node = _node(checkpoint, **{"sync.queue_sise": 5})  # a typo of sync.queue_size
     node.destroy_node()
     assert "ignoring unknown parameters ['sync.queue_sise'] (typos?)" in capfd.readouterr().err
+
+
+def test_max_detections_keeps_the_highest_scored_and_warns_how_many_were_dropped(
+    ros: None, checkpoint: Path, capfd: pytest.CaptureFixture
+) -> None:
+    # Issue 30: a detector that emits hundreds of boxes must not take the computer down.
+    from node_support import camera_info_msg, detections_msg, image_msg
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = _node(checkpoint, max_detections=3)
+    peer = Peer()
+    t = time.time()
+    scores = [0.2, 0.9, 0.1, 0.8, 0.3, 0.95]
+    items = [(f"d{i}", "demo_object", pose(x=0.01 * i)) for i in range(len(scores))]
+    detections = detections_msg(t, items)
+    for detection, score in zip(detections.detections, scores, strict=True):
+        detection.results[0].hypothesis.score = score
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer.node)
+    rgb = textured_image()
+    peer.pub_image.publish(image_msg(rgb, t))
+    peer.pub_info.publish(camera_info_msg(K_VGA, 640, 480, t))
+    peer.pub_detections.publish(detections)
+    assert peer.spin_until(lambda: peer.details(t) is not None, 30.0, executor)
+    executor.shutdown()
+    counted = node._stats.counts["detections_over_max"]
+    node.destroy_node()
+    # The three highest-scored (0.95, 0.9, 0.8), in their input order; the others are not reported.
+    assert [r.instance_id for r in peer.details(t).refinements] == ["d1", "d3", "d5"]
+    assert counted == 3
+    log = capfd.readouterr().err
+    assert "has 6 detections, more than max_detections 3: the 3 lowest-scored were dropped" in log
+
+
+def test_limit_detections_ranks_by_score_and_keeps_input_order() -> None:
+    from attn6d_ros.conversions import CoarseDetection, limit_detections
+
+    def detection(index: int, score: float) -> CoarseDetection:
+        return CoarseDetection(index, f"d{index}", "mug", None, np.eye(4), None, score)
+
+    detections = [
+        detection(0, 0.5),
+        detection(1, float("-inf")),
+        detection(2, 0.5),
+        detection(3, 0.7),
+    ]
+    kept, dropped = limit_detections(detections, 2)
+    assert [d.index for d in kept] == [0, 3] and dropped == 2  # ties: the earlier one
+    assert limit_detections(detections, 4) == (detections, 0)
