@@ -84,6 +84,7 @@ class Summary:
     rejected_examples: dict[str, str] = field(default_factory=dict)
     rejected_frames: int = 0
     late_detections: int = 0
+    detections_over_max: int = 0
     frame_ms: list[float] = field(default_factory=list)
     compute_ms: list[float] = field(default_factory=list)
 
@@ -172,6 +173,9 @@ class BagRefiner:
             parsed = conversions.parse_detections(
                 detections, self.refiner.object_ids, header.frame_id
             )
+            # The node's max_detections: the highest-scored ones are refined, the rest dropped.
+            parsed, dropped = conversions.limit_detections(parsed, cfg.max_detections)
+            self.summary.detections_over_max += dropped
             if not parsed and cfg.tracking_enabled:
                 jobs = frame_jobs.tracked_jobs(self.tracker, stamp_s, cfg)
             else:
@@ -566,6 +570,7 @@ def _summary_json(
         "rejected_frames": s.rejected_frames,
         "unmatched_images": feeder.unmatched(),
         "late_detections": s.late_detections,
+        "detections_over_max": s.detections_over_max,
         "median_ms_per_frame": _median(s.frame_ms),
         "median_compute_ms": _median(s.compute_ms),
         "device": device,

@@ -134,6 +134,7 @@ def write_bag(
     skip_info: tuple[int, ...] = (),
     skip_detections: tuple[int, ...] = (),
     corrupt_detections: int | None = None,
+    detections_per_frame: int = 1,
     class_id: str = "demo_object",
     extra_topics: bool = False,
 ) -> Path:
@@ -171,7 +172,14 @@ def write_bag(
         if i not in skip_info:
             msgs.append(("info", info_msg(types, K_DEMO, f.stamp_ns)))
         if i not in skip_detections:
-            msgs.append(("det", detections_msg(types, f.stamp_ns, [("", class_id, f.T_init)])))
+            msgs.append(
+                (
+                    "det",
+                    detections_msg(
+                        types, f.stamp_ns, [("", class_id, f.T_init)] * detections_per_frame
+                    ),
+                )
+            )
         if extra_topics:
             pose = types["geometry_msgs/msg/PoseStamped"](
                 header=_header(types, f.stamp_ns), pose=_pose(types, f.T_gt)

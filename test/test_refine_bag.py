@@ -267,6 +267,23 @@ def test_images_without_detections_are_tracked_after_wait_s(
     assert summary["frames"] == 2 and summary["unmatched_images"]["no_detections"] == 2
 
 
+def test_max_detections_limits_the_objects_per_frame_as_in_the_node(
+    tmp_path: Path, capsys, frames, tiny_params: Path
+) -> None:
+    limited = params_file(
+        tmp_path / "m.yaml", **yaml.safe_load(tiny_params.read_text())["/**"]["ros__parameters"],
+        max_detections=2,
+    )  # fmt: skip
+    bag = write_bag(tmp_path / "in", frames[:2], detections_per_frame=3)
+    code, summary, err = run_tool(capsys, bag, tmp_path / "out", "--params", limited)
+    assert code == 0, err
+    assert (summary["refined"], summary["detections_over_max"]) == (4, 2), summary
+    details = [m for _, m in read_bag(tmp_path / "out")["/refined/details"]]
+    assert [[r.instance_id for r in m.refinements] for m in details] == [
+        ["demo_object", "demo_object_1"]
+    ] * 2
+
+
 # -- bad input -----------------------------------------------------------------------------------------------
 
 
