@@ -42,6 +42,9 @@ from PIL import ImageDraw
 from attn6d_ros.params import DEFAULT_CHECKPOINT, DEFAULT_OBJECTS_FILE
 from attn6d_ros.paths import resolve_path
 
+# Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Humble, Jazzy) the second.
+DDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
 WIDTH, HEIGHT = 640, 480
 K_DEMO = np.array([[550.0, 0.0, 319.5], [0.0, 550.0, 239.5], [0.0, 0.0, 1.0]])
 FRAME_ID = "demo_camera_optical_frame"
@@ -168,6 +171,7 @@ def _make_nodes(args, model, recording: Recording):
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
@@ -182,8 +186,12 @@ def _make_nodes(args, model, recording: Recording):
     class SyntheticCamera(Node):
         def __init__(self) -> None:
             super().__init__("synthetic_camera", namespace=f"{NAMESPACE}/camera")
-            self.pub_image = self.create_publisher(Image, "image_rect", 10)
-            self.pub_info = self.create_publisher(CameraInfo, "camera_info", 10)
+            # As camera drivers do: best effort, the node's default image QoS (the Fast DDS profile set
+            # in main() lets 640x480 frames through; issue 30).
+            self.pub_image = self.create_publisher(Image, "image_rect", qos_profile_sensor_data)
+            self.pub_info = self.create_publisher(
+                CameraInfo, "camera_info", qos_profile_sensor_data
+            )
             self.pub_truth = self.create_publisher(PoseStamped, "ground_truth", 10)
             self.world = World(model, args.seed)
             self.published = 0
@@ -269,8 +277,6 @@ def _node_command(args, log_level: str = "info") -> list[str]:
         "cpu_threads": args.cpu_threads,
         "stages": args.stages,
         "overlay.max_rate_hz": 0.0,  # an overlay for every processed frame (the demo subscribes)
-        "qos.image.reliability": "reliable",
-        "qos.image.depth": 2,
     }
     if args.detect_every > 1:
         # Frames the detector skips are refined from the last poses (the demo's detector answers at once).
@@ -432,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     # chose otherwise (the node process inherits both).
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(DEMO_DOMAIN_ID))
+    # Shared-memory segments that hold a 640x480 frame (the default 512 KiB does not) and UDP only on
+    # 127.0.0.1, for the camera here and the node; a profile the user set wins (README, 'Large images').
+    if not any(os.environ.get(v) for v in DDS_PROFILE_VARIABLES):
+        profile = resolve_path("package://attn6d_ros/config/fastdds_large_frames_loopback.xml")
+        for variable in DDS_PROFILE_VARIABLES:
+            os.environ[variable] = profile
     with open(out / "node.log", "w") as node_log:
         node = subprocess.Popen(_node_command(args), stdout=node_log, stderr=subprocess.STDOUT)
         try:
