@@ -26,7 +26,8 @@ class TopicRecorder:
         node: the rclpy node whose executor delivers the messages (callbacks write on its thread).
         path: the bag folder to create; it must not exist.
         storage: 'mcap' or 'sqlite3'.
-        depth: QoS history depth of the reliable subscriptions.
+        depth: QoS history depth of the subscriptions. Each is reliable, or best effort when a publisher
+            of its topic is (as `ros2 bag record` adapts to the publishers it sees).
 
     Raises:
         bag_io.BagError: the bag exists or cannot be created, or a type has no definition.
@@ -37,19 +38,26 @@ class TopicRecorder:
     ) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+        def qos(topic: str) -> QoSProfile:
+            offered = [i.qos_profile.reliability for i in node.get_publishers_info_by_topic(topic)]
+            best_effort = ReliabilityPolicy.BEST_EFFORT in offered
+            reliability = (
+                ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE
+            )
+            return QoSProfile(depth=depth, reliability=reliability)
+
         names = [ros_type_name(cls) for _, cls in topics]
         self.typestore = message_typestore([], names)
         self.writer = create_writer(Path(path), storage, overwrite=False)
         self.clock = node.get_clock()
         self.counts: dict[str, int] = {}
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self._subscriptions = []
         for (topic, cls), name in zip(topics, names, strict=True):
             connection = self.writer.add_connection(topic, name, typestore=self.typestore)
             self.counts[topic] = 0
             self._subscriptions.append(
                 node.create_subscription(
-                    cls, topic, lambda raw, c=connection: self._write(c, raw), qos, raw=True
+                    cls, topic, lambda raw, c=connection: self._write(c, raw), qos(topic), raw=True
                 )
             )
 
