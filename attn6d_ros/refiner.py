@@ -23,6 +23,12 @@ pose is moved along its viewing ray to the depth whose silhouette best separates
 Region fit (`refine(..., region_fit=True)`; our addition, off by default): after the last stage (and the
 depth search, when both run) every pose is moved to the nearby pose, all six degrees of freedom, whose
 silhouette best separates the image's colours (region_fit.py); the score is then that of the fitted pose.
+
+Alignment (`refine(..., align=True)`; off by default): the final stage, after everything above: each pose is
+aligned to the object's region in the image by the sparse region-based method of Stoiber et al. (align/:
+contour templates cached per mesh, colour histograms learned from the image, regularised Newton steps);
+the score is then that of the aligned pose. With `stages=0` the network is skipped and the alignment alone
+refines the coarse pose (an object without trained weights).
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attn6d_ros.align import (
+    AlignConfig,
+    AlignResult,
+    ViewTemplates,
+    align_pose,
+    load_or_build_templates,
+)
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.depth_search import DepthSearchConfig, search_depth
@@ -62,7 +75,7 @@ class RefinementResult:
         object_id: the detection's object id.
         T_init: (4, 4) the coarse pose given.
         T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started); after
-            the depth search and the region fit when they ran.
+            the depth search, the region fit and the alignment when they ran.
         stage_poses: the pose after every stage, (4, 4) each (the network's, before any depth search or
             region fit).
         attention: (stages, 3, G, G) float32 attention maps (xy, z, rotation heads), each summing to 1;
@@ -76,6 +89,13 @@ class RefinementResult:
             pose kept); None when no search ran.
         fit_motion_m: how far the region fit moved the object's points (mean distance, as ADD), metres;
             0.0: fitted, pose kept; None when no fit ran.
+        align_motion_m: how far the alignment moved the object's points (mean distance, as ADD), metres;
+            None when no alignment ran or it failed.
+        align_energy: the alignment's final energy (align.AlignResult; lower: the image supports the
+            pose's contour better); None when no alignment ran or it failed.
+        align_lines: correspondence lines the alignment's last step used; None when none ran.
+        align_error: why the alignment failed (the pose before it is kept); None otherwise. With
+            ``stages=0`` a failed alignment also sets ``error``.
     """
 
     object_id: str
@@ -90,6 +110,10 @@ class RefinementResult:
     window: CropWindow | None = None
     depth_factor: float | None = None
     fit_motion_m: float | None = None
+    align_motion_m: float | None = None
+    align_energy: float | None = None
+    align_lines: int | None = None
+    align_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,6 +150,8 @@ class Refiner:
             DepthSearchConfig()).
         region_fit_config: settings of the region fit, when a call asks for it (default
             RegionFitConfig()).
+        align_config: settings of the alignment, when a call asks for it (default AlignConfig()).
+        align_cache_dir: where the alignment's templates are cached (default: align.default_cache_dir()).
     """
 
     def __init__(
@@ -137,6 +163,8 @@ class Refiner:
         metadata: dict | None = None,
         depth_search_config: DepthSearchConfig | None = None,
         region_fit_config: RegionFitConfig | None = None,
+        align_config: AlignConfig | None = None,
+        align_cache_dir: str | Path | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.cfg = net.cfg
@@ -145,6 +173,9 @@ class Refiner:
         self.metadata = metadata or {}
         self.depth_search_config = depth_search_config or DepthSearchConfig()
         self.region_fit_config = region_fit_config or RegionFitConfig()
+        self.align_config = align_config or AlignConfig()
+        self.align_cache_dir = align_cache_dir
+        self._align_templates: dict[str, ViewTemplates] = {}
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
         self.max_batch = MAX_BATCH
@@ -158,12 +189,15 @@ class Refiner:
         renderer: Renderer | None = None,
         depth_search_config: DepthSearchConfig | None = None,
         region_fit_config: RegionFitConfig | None = None,
+        align_config: AlignConfig | None = None,
+        align_cache_dir: str | Path | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
         net, metadata, _ = load_checkpoint(path)
         return cls(net, device=device, renderer=renderer, metadata=metadata,
                    depth_search_config=depth_search_config,
-                   region_fit_config=region_fit_config)  # fmt: skip
+                   region_fit_config=region_fit_config, align_config=align_config,
+                   align_cache_dir=align_cache_dir)  # fmt: skip
 
     @property
     def object_ids(self) -> list[str]:
@@ -175,7 +209,30 @@ class Refiner:
             raise ValueError(f"object_id must be a non-empty string, got {object_id!r}")
         if object_id in self.models:
             self.renderer.release(self.models[object_id])
+        self._align_templates.pop(object_id, None)
         self.models[object_id] = model
+
+    def prepare_alignment(self, object_ids: list[str] | None = None) -> list[str]:
+        """Loads (or builds and caches, about a minute per mesh on a CPU) the alignment's templates of
+        these objects (default: all), so that the first ``refine(..., align=True)`` does not wait for them.
+        Returns the ids whose templates had to be built.
+
+        Raises:
+            ValueError: an unknown object id.
+        """
+        built = []
+        for object_id in self.object_ids if object_ids is None else object_ids:
+            if object_id not in self.models:
+                raise ValueError(f"unknown object_id {object_id!r}; known: {self.object_ids}")
+            if object_id not in self._align_templates:
+                templates, was_built = load_or_build_templates(
+                    self.models[object_id], self.align_config.templates,
+                    renderer=self.renderer, cache_dir=self.align_cache_dir,
+                )  # fmt: skip
+                self._align_templates[object_id] = templates
+                if was_built:
+                    built.append(object_id)
+        return built
 
     def refine(
         self,
@@ -186,6 +243,7 @@ class Refiner:
         *,
         depth_search: bool = False,
         region_fit: bool = False,
+        align: bool = False,
     ) -> list[RefinementResult]:
         """Refines every detection of one image.
 
@@ -193,12 +251,15 @@ class Refiner:
             image_rgb: (H, W, 3) uint8 RGB image (rectified).
             K: (3, 3) intrinsics of the image.
             detections: (object_id, T_cam_obj_init) pairs; poses 4x4, metres, camera optical frame.
-            stages: how many stages to run; defaults to the model's (a shared-stage model runs any number).
+            stages: how many stages to run; defaults to the model's (a shared-stage model runs any number);
+                0: no network stage (with ``align``, the alignment alone refines the coarse pose).
             depth_search: after the last stage, move each pose along its ray to the depth whose silhouette
                 fits the image best (module docstring; not in the paper).
             region_fit: after the last stage (and the depth search), move each pose to the nearby pose whose
                 silhouette fits the image best, all six degrees of freedom (module docstring; not in the
                 paper).
+            align: finally, align each pose to the object's region in the image (module docstring; not in
+                the paper). The first call per object loads or builds its templates (prepare_alignment).
 
         Returns:
             One RefinementResult per detection, in order.
@@ -210,8 +271,8 @@ class Refiner:
         image = _check_image(image_rgb)
         K = check_intrinsics(K)
         n_stages = self.cfg.num_stages if stages is None else int(stages)
-        if n_stages < 1 or (not self.cfg.shared_stages and n_stages > self.cfg.num_stages):
-            limit = "any number" if self.cfg.shared_stages else f"1..{self.cfg.num_stages}"
+        if n_stages < 0 or (not self.cfg.shared_stages and n_stages > self.cfg.num_stages):
+            limit = "0 or more" if self.cfg.shared_stages else f"0..{self.cfg.num_stages}"
             raise ValueError(f"stages must be in {limit} for this model, got {stages}")
         results, valid = self._prepare(image, K, detections)
         timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0, "score": 0.0}
@@ -219,11 +280,14 @@ class Refiner:
             timings["depth_search"] = 0.0
         if region_fit:
             timings["region_fit"] = 0.0
+        if align:
+            timings["align"] = 0.0
         # At most max_batch detections go through the network at once: memory stays flat however many a
         # detector sends (200 in one batch took 2 GB; issue 30).
         for start_index in range(0, len(valid), self.max_batch):
             batch = valid[start_index : start_index + self.max_batch]
-            self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit)
+            self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit,
+                             align)  # fmt: skip
         elapsed = (time.perf_counter() - start) * 1000.0
         for result in results:
             result.elapsed_ms = elapsed
@@ -284,6 +348,7 @@ class Refiner:
         timings: dict[str, float],
         depth_search: bool,
         region_fit: bool,
+        align: bool = False,
     ) -> None:
         S = self.cfg.crop_size
         dev = self.device
@@ -363,6 +428,14 @@ class Refiner:
                 motions[j] = _mean_point_motion(models[j].points, final[j], fitted)
                 final[j] = fitted
             timings["region_fit"] += _ms_since(tic)
+        aligned: list[AlignResult | None] = [None] * len(valid)
+        if align:
+            tic = time.perf_counter()
+            for j in np.flatnonzero(alive):
+                aligned[j] = self._align(image, K, final[j], results[valid[j]].object_id)
+                _record_alignment(results[valid[j]], aligned[j], final[j], models[j], n_stages)
+                final[j] = results[valid[j]].T
+            timings["align"] += _ms_since(tic)
         tic = time.perf_counter()
         renders = self.renderer.render_batch(
             [(m, final[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
@@ -382,6 +455,34 @@ class Refiner:
             moved = _mean_point_motion(models[j].points, previous, last)
             result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
         timings["score"] += _ms_since(tic)
+
+    def _align(
+        self, image: np.ndarray, K: np.ndarray, T: np.ndarray, object_id: str
+    ) -> AlignResult:
+        """The alignment of one pose; its templates are loaded or built on first use."""
+        self.prepare_alignment([object_id])
+        try:
+            return align_pose(image, K, T, self._align_templates[object_id], self.align_config)
+        except ValueError as exc:  # a malformed pose from an earlier stage: keep it
+            return AlignResult(T=T, energy=float("inf"), valid_lines=0, error=str(exc))
+
+
+def _record_alignment(
+    result: RefinementResult, aligned: AlignResult, T_before: np.ndarray, model: ObjectModel,
+    n_stages: int,
+) -> None:  # fmt: skip
+    """Fills the result's align_* fields; its pose ``T`` becomes the aligned one, or ``T_before`` when the
+    alignment failed."""
+    result.align_lines = aligned.valid_lines
+    result.T = T_before
+    if not aligned.ok:
+        result.align_error = aligned.error
+        if n_stages == 0:  # the alignment was the only refinement
+            result.error = f"alignment failed: {aligned.error}"
+        return
+    result.align_motion_m = _mean_point_motion(model.points, T_before, aligned.T)
+    result.align_energy = aligned.energy
+    result.T = aligned.T
 
 
 def _check_image(image_rgb: np.ndarray) -> np.ndarray:
