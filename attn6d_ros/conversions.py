@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from attn6d_ros.geometry import check_intrinsics, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from attn6d_ros.render import FAR
 
 try:  # cv_bridge is the ROS way; PyPI ROS wheels do not have it (environment.md §5)
     from cv_bridge import CvBridge
@@ -289,7 +290,8 @@ def parse_detections(
 
     The class id comes from results[0].hypothesis.class_id and the coarse pose from results[0].pose.pose; the
     pose must be in the image's optical frame, so a header frame_id that is set and differs from
-    `image_frame` is an error (an empty frame_id is accepted: many detectors leave it unset).
+    `image_frame` is an error (an empty frame_id is accepted: many detectors leave it unset), and so is a
+    pose farther than the renderer's far plane (render.FAR, 20 m): it cannot be rendered, so not refined.
     """
     known = set(known_classes)
     array_frame = msg.header.frame_id
@@ -331,6 +333,12 @@ def parse_detections(
                 T_init = pose_to_matrix(pose, name=f"{where}.results[0].pose.pose")
             except ValueError as exc:
                 error = str(exc)
+        if T_init is not None and T_init[2, 3] > FAR:
+            error = (
+                f"{where}.results[0].pose.pose.position.z is {T_init[2, 3]:.3g} m, beyond the "
+                f"{FAR:g} m the renderer draws: a pose in millimetres, or in another frame?"
+            )
+            T_init = None
         parsed.append(CoarseDetection(i, detection.id, class_id, pose, T_init, error, score))
     return parsed
 
