@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 
 import moderngl
@@ -109,6 +110,10 @@ void main() {
 _MAX_ATLAS_SIDE = (
     8192  # pixels; llvmpipe and every desktop GPU support at least this framebuffer size
 )
+# Atlas framebuffers kept for reuse (least recently used beyond are freed). Each distinct batch shape and
+# image size has its own; a full-frame 4000x3000 render alone holds 190 MB, so an unbounded cache grew
+# with every new size a node saw (issue 30). A refinement cycles through a handful of shapes.
+_MAX_FRAMEBUFFERS = 8
 
 
 class _GpuModel:
@@ -182,7 +187,9 @@ class ModernGLBackend:
             self.ctx.disable(moderngl.CULL_FACE)
             self._renderer_name = self.ctx.info["GL_RENDERER"]
         self._models: dict[int, _GpuModel] = {}
-        self._fbos: dict[tuple[int, int, bool], tuple[moderngl.Framebuffer, list]] = {}
+        self._fbos: OrderedDict[tuple[int, int, bool], tuple[moderngl.Framebuffer, list]] = (
+            OrderedDict()
+        )
 
     def describe(self) -> str:
         return f"moderngl/EGL ({self._egl.display_kind}): {self._renderer_name}"
@@ -198,8 +205,11 @@ class ModernGLBackend:
     def _framebuffer(self, width: int, height: int, masks: bool = False) -> moderngl.Framebuffer:
         """The atlas framebuffer of that size: colour, depth-and-instance and depth attachments, or
         (``masks``) one byte per pixel."""
-        entry = self._fbos.get((width, height, masks))
-        if entry is None:
+        key = (width, height, masks)
+        entry = self._fbos.get(key)
+        if entry is not None:
+            self._fbos.move_to_end(key)
+        else:
             if masks:
                 attachments = [self.ctx.renderbuffer((width, height), 1, dtype="f1")]
                 fbo = self.ctx.framebuffer(color_attachments=attachments)
@@ -212,7 +222,10 @@ class ModernGLBackend:
                 fbo = self.ctx.framebuffer(
                     color_attachments=attachments[:2], depth_attachment=attachments[2]
                 )
-            entry = self._fbos[(width, height, masks)] = (fbo, attachments)
+            entry = self._fbos[key] = (fbo, attachments)
+            while len(self._fbos) > _MAX_FRAMEBUFFERS:
+                _, (old_fbo, old_attachments) = self._fbos.popitem(last=False)
+                _release_framebuffer(old_fbo, old_attachments)
         return entry[0]
 
     def render_masks(self, scenes: list, width: int, height: int) -> np.ndarray:
@@ -356,14 +369,19 @@ class ModernGLBackend:
                 gpu.release()
             self._models.clear()
             for fbo, attachments in self._fbos.values():
-                fbo.release()
-                for attachment in attachments:
-                    attachment.release()
+                _release_framebuffer(fbo, attachments)
             self._fbos.clear()
             self.program.release()
             self.mask_program.release()
             self.ctx.release()
         self._egl.destroy()
+
+
+def _release_framebuffer(fbo: moderngl.Framebuffer, attachments: list) -> None:
+    """Frees a framebuffer and its renderbuffers (our context must be current)."""
+    fbo.release()
+    for attachment in attachments:
+        attachment.release()
 
 
 def _tile(index: int, width: int, height: int, cols: int) -> tuple[slice, slice]:

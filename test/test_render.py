@@ -260,3 +260,19 @@ def test_bad_inputs_are_refused(models: dict) -> None:
             renderer.render_masks([(models["ape"], bad_T, K)], W, H)
         with pytest.raises(ValueError, match="backend"):
             Renderer("osmesa")
+
+
+def test_framebuffers_of_many_sizes_do_not_accumulate(models: dict) -> None:
+    # Issue 30: every new render size (batch shape, full-frame overlays of new image sizes) kept its
+    # framebuffer for good; a node that saw many sizes grew by hundreds of MB.
+    T = _random_pose(np.random.default_rng(7), 0.6)
+    with Renderer("moderngl") as renderer:
+        for side in range(1000, 1008):  # as many sizes as are kept, ~1000 x 1000 px: 16 MB each
+            renderer.render(models["ape"], T, K, side, side)
+        before = _rss_mb()
+        for side in range(1008, 1028):  # 20 more sizes: 320 MB if all were kept
+            out = renderer.render(models["ape"], T, K, side, side)
+            assert out.mask.any()
+        growth = _rss_mb() - before
+        assert growth < 100, f"RSS grew by {growth:.0f} MB over 20 new render sizes"
+        assert len(renderer._impl._fbos) <= 8
