@@ -10,7 +10,9 @@ failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucke
 40-60 %), and milliseconds per object. With `--depth-search` every summary has one more column,
 `depth_search`: the poses after the depth search that follows the last stage (depth_search.py); with
 `--region-fit` one more, `region_fit`: the poses after the region fit (region_fit.py; after the depth
-search when both are asked for; `--region-fit-turn DEG` gives it its six extra starts).
+search when both are asked for; `--region-fit-turn DEG` gives it its six extra starts); with `--align`
+one more, `align`: the poses after the region-based alignment, the final stage (align/; `--align-turn DEG`
+gives it six extra starts; `--stages 0 --align` runs the alignment alone, without the network).
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attn6d_ros.align import AlignConfig
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
@@ -79,17 +82,25 @@ def evaluate(
     *,
     depth_search: bool = False,
     region_fit: bool = False,
+    align: bool = False,
 ) -> dict:
-    """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict."""
-    n_stages = stages or refiner.cfg.num_stages
+    """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict.
+
+    Raises:
+        ValueError: both ``region_fit`` and ``align`` (the region fit's own pose is not kept then).
+    """
+    if region_fit and align:
+        raise ValueError("evaluate: region_fit and align cannot be reported together")
+    n_stages = refiner.cfg.num_stages if stages is None else stages
     labels = _labels(n_stages) + (["depth_search"] if depth_search else [])
     labels += ["region_fit"] if region_fit else []
+    labels += ["align"] if align else []
     rows: dict[str, list[dict]] = {object_id: [] for object_id in models}
     for case in cases:
         model = models[case.object_id]
         result = refiner.refine(
             case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages,
-            depth_search=depth_search, region_fit=region_fit,
+            depth_search=depth_search, region_fit=region_fit, align=align,
         )[0]  # fmt: skip
         poses = [case.T_init, *result.stage_poses]
         poses += [poses[-1]] * (
@@ -97,7 +108,7 @@ def evaluate(
         )  # a diverged refinement keeps its last pose
         if depth_search:  # the depth search's pose is the final one unless a region fit followed
             poses.append(moved_along_ray(poses[-1], result.depth_factor or 1.0))
-        if region_fit:
+        if region_fit or align:
             poses.append(result.T)
         errors = [pose_errors(T, case.T_gt, case.K, model.points, model.diameter, model.symmetric)
                   for T in poses]  # fmt: skip
@@ -112,6 +123,7 @@ def evaluate(
                 "occlusion": case.occlusion,
                 "ms": result.elapsed_ms,
                 "ok": result.ok,
+                "align_failed": result.align_error is not None,
                 "depth_rel": [T[2, 3] / case.T_gt[2, 3] - 1.0 for T in poses],
                 "add_true_depth": at_true_depth,
             }
@@ -157,6 +169,7 @@ def _summary(rows: list[dict], labels: list[str]) -> dict:
         "occlusion": {},
         "ms_per_object": float(np.mean([r["ms"] for r in rows])),
         "failed": sum(not r["ok"] for r in rows),
+        "align_failed": sum(r["align_failed"] for r in rows),
     }
     for low, high in OCCLUSION_BUCKETS:
         subset = [
@@ -249,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region-fit-turn", type=float, default=0.0, metavar="DEG",
                         help="the region fit also starts from the pose turned by +-DEG about each "
                         "camera axis (7 starts; e.g. 8; 0: one start)")  # fmt: skip
+    parser.add_argument("--align", action="store_true",
+                        help="also report the poses after the region-based alignment (align/)")  # fmt: skip
+    parser.add_argument("--align-turn", type=float, default=0.0, metavar="DEG",
+                        help="the alignment also starts from the pose turned by +-DEG about each "
+                        "camera axis (7 starts; 0: one start)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--bop", type=Path, help="a BOP dataset split folder (e.g. lmo/test) instead"
@@ -273,13 +291,24 @@ def main(argv: list[str] | None = None) -> int:
         fit_config = RegionFitConfig(start_turn_deg=args.region_fit_turn)
     except ValueError as exc:
         parser.error(f"--region-fit-turn: {exc}")
+    if args.align and args.region_fit:
+        parser.error("--align and --region-fit cannot be reported together")
+    if args.align_turn and not args.align:
+        parser.error(f"--align-turn {args.align_turn} needs --align")
+    if args.stages is not None and args.stages < 0:
+        parser.error(f"--stages must be >= 0, got {args.stages}")
+    try:
+        align_config = AlignConfig(start_turn_deg=args.align_turn)
+    except ValueError as exc:
+        parser.error(f"--align-turn: {exc}")
 
     from attn6d_ros.objects import load_objects
     from attn6d_ros.paths import resolve_path
 
     start = time.perf_counter()
     refiner = Refiner.from_checkpoint(resolve_path(args.checkpoint), device=args.device,
-                                      region_fit_config=fit_config)  # fmt: skip
+                                      region_fit_config=fit_config,
+                                      align_config=align_config)  # fmt: skip
     if args.bop:
         from attn6d_ros.bop import bop_cases
 
@@ -297,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = synthetic_cases(models, args.scenes, args.seed, synth)
     for object_id, model in models.items():
         refiner.add_object(object_id, model)
+    if args.align:  # templates loaded (or built once and cached) before any case is timed
+        refiner.prepare_alignment()
     report = evaluate(refiner, cases, models, args.stages, depth_search=args.depth_search,
-                      region_fit=args.region_fit)  # fmt: skip
+                      region_fit=args.region_fit, align=args.align)  # fmt: skip
     report.update(
         checkpoint=str(args.checkpoint),
         device=str(refiner.device),
@@ -307,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         occluder_probability=None if args.bop else synth.occluder_probability,
         occlusion_range=None if args.bop else synth.occlusion_range,
         region_fit_turn_deg=args.region_fit_turn if args.region_fit else None,
+        align_turn_deg=args.align_turn if args.align else None,
         seconds=round(time.perf_counter() - start, 1),
     )
     json.dump(report, sys.stdout, indent=1)

@@ -94,7 +94,7 @@ def test_bad_image_or_intrinsics_raise(identity_refiner: Refiner, image, k, mess
 def test_stage_count_limits(identity_refiner: Refiner, scene) -> None:
     image, T = scene
     assert len(identity_refiner.refine(image, K, [("drill", T)], stages=2)[0].stage_poses) == 2
-    with pytest.raises(ValueError, match=r"stages must be in 1\.\.4"):
+    with pytest.raises(ValueError, match=r"stages must be in 0\.\.4"):
         identity_refiner.refine(image, K, [("drill", T)], stages=5)
     shared = Refiner(RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)), device="cpu",
                      renderer=identity_refiner.renderer)  # fmt: skip

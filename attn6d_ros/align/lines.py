@@ -78,13 +78,16 @@ class LineFit:
 def project_contour(
     templates: ViewTemplates, T_cam_obj: np.ndarray, K: np.ndarray
 ) -> Contour | str:
-    """Projects the nearest template view's contour with ``T_cam_obj``; an error string when the object's
-    origin or a contour point lies behind (or within 1 cm of) the camera plane."""
+    """Projects the nearest template view's contour with ``T_cam_obj``; an error string when that view has
+    no contour, or the object's origin or a contour point lies behind (or within 1 cm of) the camera
+    plane."""
     t = T_cam_obj[:3, 3]
     if not t[2] > MIN_DEPTH_M:
         return f"object origin at z = {t[2]:.3f} m is behind or at the camera (needs z > {MIN_DEPTH_M})"
     view = templates.nearest_view(T_cam_obj)
     valid = templates.valid[view]
+    if not valid.any():
+        return f"template view {view} has no contour points (an empty silhouette from that side)"
     R = T_cam_obj[:3, :3]
     points_obj = templates.points[view][valid].astype(np.float64)
     points_cam = points_obj @ R.T + t

@@ -80,7 +80,10 @@ class AlignConfig:
     min_lines: int = 20
     start_turn_deg: float = 0.0
     colour_update: float = 0.0
-    shared_energy_colours: bool = True
+    colour_update_skip_px: float = 1.0
+    start_iterations: int = 99
+    robust_k: float = 0.0
+    robust_kind: str = "huber"
 
     def __post_init__(self) -> None:
         if not self.scales or len(self.scales) != len(self.sigma_px):
@@ -194,56 +197,93 @@ def align_pose(
     if colours is None:
         return failed(_outside_message(contour, (image.shape[1], image.shape[0])))
     starts = [T0, *_turned(T0, cfg.start_turn_deg)]
-    results = [_align_from(codes, K, start, templates, colours, cfg) for start in starts]
-    aligned = [r for r in results if r.ok]
+    runs = [_Run(T=T.copy(), colours=colours) for T in starts]
+    n_iterations = len(cfg.scales)
+    if len(runs) > 1 and cfg.start_iterations < n_iterations:
+        # Every start for the first iterations; then only the one the image supports best goes on.
+        for run in runs:
+            _iterate(codes, K, run, templates, cfg, range(cfg.start_iterations))
+        _score(codes, K, runs, templates, colours, cfg)
+        runs = [min(runs, key=lambda r: r.energy)]
+        first = cfg.start_iterations
+    else:
+        first = 0
+    for run in runs:
+        _iterate(codes, K, run, templates, cfg, range(first, n_iterations))
+    _score(codes, K, runs, templates, colours, cfg)
+    aligned = [r for r in runs if r.error is None]
     if not aligned:
-        return failed(results[0].error)
+        return failed(runs[0].error)
     best = min(aligned, key=lambda r: r.energy)
-    return AlignResult(
-        T=best.T, energy=best.energy, valid_lines=best.valid_lines, starts=len(starts)
-    )
+    return AlignResult(T=best.T, energy=best.energy, valid_lines=best.lines, starts=len(starts))
 
 
-def _align_from(
+@dataclass
+class _Run:
+    """One start's state: its pose, its colour model, the lines of its last step, and its energy."""
+
+    T: np.ndarray
+    colours: ColourModel
+    lines: int = 0
+    energy: float = float("inf")
+    error: str | None = None
+
+
+def _iterate(
     image: CodeImage,
     K: np.ndarray,
-    T_start: np.ndarray,
+    run: _Run,
+    templates: ViewTemplates,
+    cfg: AlignConfig,
+    iterations: range,
+) -> None:
+    """Correspondence iterations ``iterations`` (indices into cfg.scales) of steps 2-3 of the module
+    docstring, each with cfg.newton_steps Newton steps, on ``run`` in place (stops at an error)."""
+    for k in iterations:
+        if run.error is not None:
+            return
+        contour = project_contour(templates, run.T, K)
+        if isinstance(contour, str):
+            run.error = contour
+            return
+        if k > 0 and cfg.colour_update > 0.0:
+            learned = _learn_colours(image, contour, cfg, cfg.colour_update_skip_px)
+            run.colours = run.colours.blended(learned, cfg.colour_update)
+        fit = _fit(image, contour, run.colours, cfg.scales[k], cfg)
+        run.lines = len(fit.mean_px)
+        if run.lines < cfg.min_lines:
+            run.error = _too_few(run.lines, cfg, image.image_size, contour)
+            return
+        for _ in range(cfg.newton_steps):
+            step = _newton_step(fit, run.T, K, cfg.sigma_px[k], cfg)
+            if step is None:
+                run.error = "the Newton step left the object behind the camera"
+                return
+            run.T = _apply(run.T, step)
+
+
+def _score(
+    image: CodeImage,
+    K: np.ndarray,
+    runs: list[_Run],
     templates: ViewTemplates,
     colours: ColourModel,
     cfg: AlignConfig,
-) -> AlignResult:
-    """Steps 2-3 of the module docstring from one start."""
-    T = T_start.copy()
-    lines = 0
-    shared = colours
-    for k, (scale, sigma) in enumerate(zip(cfg.scales, cfg.sigma_px, strict=True)):
-        contour = project_contour(templates, T, K)
+) -> None:
+    """Sets each run's energy: minus the mean log posterior of its contour at its own place along lines
+    of the finest scale, with the colour model ``colours`` (shared, so that energies compare)."""
+    for run in runs:
+        if run.error is not None:
+            continue
+        contour = project_contour(templates, run.T, K)
         if isinstance(contour, str):
-            return AlignResult(T=T_start, energy=float("inf"), valid_lines=0, error=contour)
-        if k > 0 and cfg.colour_update > 0.0:
-            colours = colours.blended(_learn_colours(image, contour, cfg), cfg.colour_update)
-        fit = _fit(image, contour, colours, scale, cfg)
-        lines = len(fit.mean_px)
-        if lines < cfg.min_lines:
-            return AlignResult(T=T_start, energy=float("inf"), valid_lines=lines,
-                               error=_too_few(lines, cfg, image.image_size, contour))  # fmt: skip
-        for _ in range(cfg.newton_steps):
-            step = _newton_step(fit, T, K, sigma, cfg)
-            if step is None:
-                return AlignResult(T=T_start, energy=float("inf"), valid_lines=lines,
-                                   error="the Newton step left the object behind the camera")  # fmt: skip
-            T = _apply(T, step)
-    contour = project_contour(templates, T, K)
-    if isinstance(contour, str):
-        return AlignResult(T=T_start, energy=float("inf"), valid_lines=0, error=contour)
-    final = _fit(
-        image, contour, shared if cfg.shared_energy_colours else colours, cfg.scales[-1], cfg
-    )
-    if len(final.mean_px) < cfg.min_lines:
-        return AlignResult(T=T_start, energy=float("inf"), valid_lines=len(final.mean_px),
-                           error=_too_few(len(final.mean_px), cfg, image.image_size, contour))  # fmt: skip
-    energy = -float(np.average(final.log_posterior_centre, weights=final.weight + 1e-9))
-    return AlignResult(T=T, energy=energy, valid_lines=lines)
+            run.error = contour
+            continue
+        fit = _fit(image, contour, colours, cfg.scales[-1], cfg)
+        if len(fit.mean_px) < cfg.min_lines:
+            run.error = _too_few(len(fit.mean_px), cfg, image.image_size, contour)
+            continue
+        run.energy = -float(np.average(fit.log_posterior_centre, weights=fit.weight + 1e-9))
 
 
 def _fit(
@@ -268,8 +308,11 @@ def _reach(contour: Contour, cfg: AlignConfig) -> tuple[int, int, int, int]:
     return int(u0), int(v0), int(u1), int(v1)
 
 
-def _learn_colours(image: CodeImage, contour: Contour, cfg: AlignConfig) -> ColourModel | None:
-    fg, bg = colour_samples(image, contour, cfg.colour_skip_px, cfg.colour_length_px)
+def _learn_colours(
+    image: CodeImage, contour: Contour, cfg: AlignConfig, skip_px: float | None = None
+) -> ColourModel | None:
+    skip = cfg.colour_skip_px if skip_px is None else skip_px
+    fg, bg = colour_samples(image, contour, skip, cfg.colour_length_px)
     return learn_colour_model(fg.ravel(), bg.ravel(), cfg.colour_bins, cfg.colour_uniform_share)
 
 
@@ -295,7 +338,14 @@ def _newton_step(
     g = np.column_stack([normals[:, 0] * fx / z, normals[:, 1] * fy / z,
                          -(normals[:, 0] * fx * x + normals[:, 1] * fy * y) / z**2])  # fmt: skip
     J = np.hstack([np.cross(rotated, g), g])  # (L, 6)
-    w = fit.weight / np.maximum(fit.variance_px2, sigma_px**2)
+    variance = np.maximum(fit.variance_px2, sigma_px**2)
+    w = fit.weight / variance
+    if cfg.robust_k > 0.0:
+        z = np.abs(fit.mean_px - d) / np.sqrt(variance) / cfg.robust_k
+        if cfg.robust_kind == "huber":
+            w = w * np.minimum(1.0, 1.0 / np.maximum(z, 1e-12))
+        else:  # Tukey's biweight
+            w = w * np.clip(1.0 - z**2, 0.0, None) ** 2
     H = (J * w[:, None]).T @ J
     b = J.T @ (w * (fit.mean_px - d))
     regulariser = np.diag([cfg.tikhonov_rotation] * 3 + [cfg.tikhonov_translation] * 3)
