@@ -40,6 +40,10 @@ _EGL_PLATFORM_DEVICE_EXT = 0x313F
 _EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
 _EGL_TRACK_REFERENCES_KHR = 0x3352
 
+_GL_RENDERER = 0x1F01
+_SURFACELESS = "surfaceless display"
+_SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+
 _lib_lock = threading.Lock()
 _lib: _Egl | None = None
 
@@ -81,6 +85,10 @@ class _Egl:
             if address
             else None
         )
+        address = get_proc(b"eglQueryDeviceStringEXT")
+        self.query_device_string = (
+            ctypes.CFUNCTYPE(ctypes.c_char_p, vp, i32)(address) if address else None
+        )
         client = self.query_string(_EGL_NO_DISPLAY, _EGL_EXTENSIONS) or b""
         self.client_extensions = set(client.decode().split())
 
@@ -110,7 +118,7 @@ class EglContext:
     Args:
         device_index: EGL device to use (``eglQueryDevicesEXT`` order); None: Mesa's surfaceless platform
             where the EGL vendor offers it (it picks a GPU render node if there is one, llvmpipe
-            otherwise), else device 0.
+            otherwise; if it gives llvmpipe while a GPU has an EGL device, that device), else device 0.
         libegl: the EGL library to load.
 
     Raises:
@@ -121,7 +129,21 @@ class EglContext:
         self._egl = egl = _egl(libegl)
         # Display opened with EGL_TRACK_REFERENCES_KHR: then eglTerminate drops only our reference.
         self._tracked = False
+        self._saved: list[tuple] = []
         self.display, self.display_kind = self._open_display(device_index)
+        self.context = self._make_context()
+        if device_index is None and self.display_kind == _SURFACELESS:
+            hardware = self._hardware_devices()
+            if hardware and self.renderer_name().lower().startswith(_SOFTWARE_RENDERERS):
+                # Mesa's surfaceless platform fell back to the CPU although a GPU has an EGL device
+                # (NVIDIA's driver, for one, may serve device displays only): take that device.
+                egl.destroy_context(self.display, self.context)
+                self.display, self.display_kind = self._open_display(hardware[0])
+                self.context = self._make_context()
+
+    def _make_context(self) -> int:
+        """Initialises our display and creates an OpenGL 3.3 core context on it."""
+        egl = self._egl
         major, minor = ctypes.c_int32(), ctypes.c_int32()
         if not egl.initialize(self.display, ctypes.byref(major), ctypes.byref(minor)):
             raise egl.error(f"eglInitialize ({self.display_kind})")
@@ -144,10 +166,34 @@ class EglContext:
             _EGL_CONTEXT_MAJOR_VERSION, 3, _EGL_CONTEXT_MINOR_VERSION, 3,
             _EGL_CONTEXT_OPENGL_PROFILE_MASK, _EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT,
         )  # fmt: skip
-        self.context = egl.create_context(self.display, config, _EGL_NO_CONTEXT, version)
-        if not self.context:
+        context = egl.create_context(self.display, config, _EGL_NO_CONTEXT, version)
+        if not context:
             raise egl.error(f"eglCreateContext (OpenGL 3.3 core) on {self.display_kind}")
-        self._saved: list[tuple] = []
+        return context
+
+    def _hardware_devices(self) -> list[int]:
+        """Indices of the EGL devices that are not Mesa's software device."""
+        egl = self._egl
+        if egl.query_devices is None or egl.query_device_string is None:
+            return []
+        devices = (ctypes.c_void_p * 32)()
+        count = ctypes.c_int32()
+        if not egl.query_devices(32, devices, ctypes.byref(count)):
+            return []
+        return [
+            i
+            for i in range(count.value)
+            if b"EGL_MESA_device_software"
+            not in (egl.query_device_string(devices[i], _EGL_EXTENSIONS) or b"")
+        ]
+
+    def renderer_name(self) -> str:
+        """GL_RENDERER of this context, e.g. 'llvmpipe (LLVM 15.0.6, 256 bits)'."""
+        with self:
+            get_string = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_uint32)(
+                self.load_opengl_function("glGetString")
+            )
+            return (get_string(_GL_RENDERER) or b"").decode(errors="replace")
 
     def _open_display(self, device_index: int | None) -> tuple[int, str]:
         """(EGLDisplay handle, description) of the display to use."""
@@ -155,7 +201,7 @@ class EglContext:
         if device_index is None and "EGL_MESA_platform_surfaceless" in egl.client_extensions:
             display = egl.get_platform_display(_EGL_PLATFORM_SURFACELESS_MESA, None, None)
             if display:
-                return display, "surfaceless display"
+                return display, _SURFACELESS
         index = 0 if device_index is None else device_index
         if egl.query_devices is None:
             raise RuntimeError("EGL has no eglQueryDevicesEXT: cannot pick an EGL device")

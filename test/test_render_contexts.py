@@ -8,6 +8,7 @@ also end a pyrender-backend Renderer that another module keeps open in a fixture
 import os
 
 import numpy as np
+import pytest
 
 from attn6d_ros._egl_context import EglContext
 from attn6d_ros.render import Renderer
@@ -64,3 +65,22 @@ def test_the_callers_context_is_current_again_after_a_render(demo_model) -> None
         assert not egl.get_current_context()  # nothing was current before: nothing is now
     finally:
         callers.destroy()
+
+
+def test_a_gpu_device_is_taken_when_surfaceless_falls_back_to_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Mesa's surfaceless display renders on llvmpipe when it finds no GPU render node; a GPU whose driver
+    # serves EGL device displays only (NVIDIA) must not be passed over. Here the GPU is pretended.
+    monkeypatch.setattr(EglContext, "_hardware_devices", lambda self: [0])
+    context = EglContext()
+    try:
+        assert context.display_kind == "EGL device 0"
+    finally:
+        context.destroy()
+    monkeypatch.setattr(EglContext, "_hardware_devices", lambda self: [])
+    context = EglContext()
+    try:
+        assert context.display_kind == "surfaceless display"  # no GPU here: the own display
+    finally:
+        context.destroy()
