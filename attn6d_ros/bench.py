@@ -8,6 +8,10 @@ as medians over repeated runs after warm-up, and the optional depth search's, re
 end-to-end latency (image published -> refined pose received, 640x480, over
 loopback, the node in its own process); and peak memory (RSS, CUDA). Timings depend only on the
 architecture, not on the weights, so untrained networks stand in for configs without a checkpoint.
+
+Two memory modes instead (bench_memory.py): `--memory [N ...]` prints the peak RSS of one refine call with
+N detections (1, 16, 64, 256 by default), and `--soak-s SECONDS` the node's RSS over a long run at 10 Hz with
+4 objects per frame (`attn6d-bench --soak-s 600`: the 10-minute soak; not part of the test suite).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attn6d_ros.bench_memory import DEFAULT_COUNTS, bench_memory, bench_soak
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.mesh import ObjectModel, load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
@@ -158,7 +163,34 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the ROS node end to end (needs rclpy)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--render-only", action="store_true", help="only the renderer timings")
+    parser.add_argument("--memory", type=int, nargs="*", metavar="N", default=None,
+                        help="only peak RSS of one refine call with N detections each, a fresh process "
+                             f"per N (default {list(DEFAULT_COUNTS)}; bench_memory.py)")  # fmt: skip
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="with --memory: Refiner.max_batch (a huge value: all in one batch)",
+    )
+    parser.add_argument(
+        "--memory-stages",
+        type=int,
+        default=1,
+        help="with --memory: stages per refine call (the peak is that of one stage)",
+    )
+    parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="only the soak: the node's RSS over SECONDS of frames (bench_memory.py)",
+    )
+    parser.add_argument("--soak-rate-hz", type=float, default=10.0)
+    parser.add_argument("--soak-objects", type=int, default=4)
+    parser.add_argument("--soak-warmup-s", type=float, default=60.0)
     args = parser.parse_args(argv)
+    if args.memory is not None or args.soak_s:
+        return _memory_modes(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
@@ -203,6 +235,24 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         report["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     renderer.close()
+    print(json.dumps(report))
+    return 0
+
+
+def _memory_modes(args: argparse.Namespace) -> int:
+    """--memory and --soak-s: one JSON object with the hardware and what was asked for."""
+    checkpoint = resolve_path(args.checkpoint)
+    device = "cpu" if args.device == "auto" and not torch.cuda.is_available() else args.device
+    device = "cuda" if device == "auto" else device
+    report: dict = {"device": device, "hardware": _hardware(device), "checkpoint": checkpoint}
+    if args.memory is not None:
+        counts = args.memory or list(DEFAULT_COUNTS)
+        report["memory"] = bench_memory(
+            checkpoint, device, counts, args.max_batch, args.memory_stages
+        )
+    if args.soak_s:
+        report["soak"] = bench_soak(checkpoint, args.soak_s, args.soak_rate_hz, args.soak_objects,
+                                    args.soak_warmup_s)  # fmt: skip
     print(json.dumps(report))
     return 0
 

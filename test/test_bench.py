@@ -26,3 +26,20 @@ def test_bench_prints_one_json_object() -> None:
         assert set(split) == {"render", "network", "update"} and lite[key]["total_ms"] > 0
         assert lite[key]["depth_search_ms"] > 0 and lite[key]["region_fit_ms"] > 0
     assert report["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_bench_memory_prints_peak_rss_per_detection_count(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "test"))
+    from node_support import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path / "m.pt")
+    out = subprocess.run(
+        [sys.executable, "-m", "attn6d_ros.bench", "--memory", "17", "--checkpoint",
+         str(checkpoint), "--device", "cpu"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    memory = json.loads(out.stdout)["memory"]
+    entry = memory["17"]  # one fresh process per count; 17 = a batch of 16 and one of 1
+    assert (entry["detections"], entry["refined"], entry["max_batch"]) == (17, 17, 16)
+    assert entry["peak_rss_mb"] >= entry["rss_after_warmup_mb"] > 0
