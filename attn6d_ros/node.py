@@ -27,6 +27,11 @@ the field and the value. A refinement scoring below `min_score` is treated the s
 refined pose, score and the reason. A frame that cannot be used at all (bad image or camera_info) publishes
 only refined/details, with the frame's error on every detection.
 
+At most max_detections detections of a frame are refined (the highest-scored; a warning counts the rest).
+Camera_info arriving without images (large best-effort frames lost in Fast DDS's shared memory) is reported in
+/diagnostics and a warning that names the fix (config/fastdds_large_frames.xml). The first SIGINT or SIGTERM
+stops the node; later ones during the clean-up are only logged (shutdown.py): exit code 0.
+
 Threads: the executor thread runs the synchronizer, timers and the service, and only puts frames into a
 latest-only slot (backpressure.py); one worker thread owns the Refiner (its OpenGL context must stay on the
 thread that created it), refines the newest frame and publishes the results (publishing from another thread
