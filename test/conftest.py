@@ -62,6 +62,15 @@ def demo_scenes(demo_model) -> list:
     return synthetic_cases({"demo_object": demo_model}, 6, seed=31, synth=synth)
 
 
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """attn6d_ros built with colcon into a workspace install space, once per session (colcon_workspace.py):
+    `ros2 launch attn6d_ros ...` and the installed layout use it."""
+    from colcon_workspace import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("colcon_ws"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch

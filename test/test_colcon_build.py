@@ -7,34 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-VENV = Path(sys.prefix)
+from colcon_workspace import sourced_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
-def test_colcon_build_and_installed_layout(tmp_path: Path) -> None:
-    colcon = VENV / "bin" / "colcon"
-    if not colcon.exists():
-        pytest.fail("colcon is not installed (requirements/ros.txt)")
-    source = tmp_path / "ws" / "src" / "attn6d_ros"
-    source.mkdir(parents=True)
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
-    for name in filter(None, files.stdout.decode().split("\0")):
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_bytes((REPO / name).read_bytes())
-        (source / name).chmod((REPO / name).stat().st_mode)
-    env = dict(
-        os.environ, AMENT_PREFIX_PATH=str(VENV), PATH=f"{VENV / 'bin'}:{os.environ['PATH']}"
-    )
-    env.pop("PYTHONPATH", None)
-    subprocess.run(
-        [str(colcon), "build", "--packages-select", "attn6d_ros", "--event-handlers", "console_cohesion-",
-         "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
-        cwd=tmp_path / "ws", env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    install = tmp_path / "ws" / "install" / "attn6d_ros"
+def test_colcon_build_and_installed_layout(colcon_install: Path, tmp_path: Path) -> None:
+    install = colcon_install
     site = next(install.glob("lib/python3*/site-packages"))
     for path in (
         site / "attn6d_ros" / "refiner.py",
@@ -47,13 +26,9 @@ def test_colcon_build_and_installed_layout(tmp_path: Path) -> None:
     ):
         assert path.exists(), f"not installed: {path.relative_to(install)}"
     assert os.access(install / "lib" / "attn6d_ros" / "refine_node", os.X_OK)
-    # What `source install/setup.bash` provides, minus the shell.
-    run_env = dict(
-        env,
-        PYTHONPATH=str(site),
-        LD_LIBRARY_PATH=f"{install / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
-        AMENT_PREFIX_PATH=f"{install}:{VENV}",
-    )
+    # What `source install/local_setup.bash` provides, read from a bash that sourced it.
+    run_env = sourced_environment(install)
+    assert str(install) in run_env["AMENT_PREFIX_PATH"].split(os.pathsep)
     code = (
         "import attn6d_ros, attn6d_ros.msg, attn6d_ros.refiner\n"
         "from attn6d_ros.paths import share_dir\n"

@@ -1,6 +1,7 @@
 """launch/refine.launch.py: its launch description (launch_ros) and its script fallback (no launch)."""
 
 import importlib.util
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +10,11 @@ import types
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 from node_support import REPO, make_checkpoint
+from upstream_support import require
 
 LAUNCH_FILE = REPO / "launch" / "refine.launch.py"
 
@@ -86,10 +90,21 @@ def test_dds_profile_defaults_to_the_users_else_the_packages_and_reaches_the_nod
     assert launch.node_environment(none, {"PATH": "/bin"}) == {"PATH": "/bin"}
 
 
-def test_launch_description_needs_the_launch_packages_and_says_so() -> None:
-    launch = _load()
-    if launch.HAVE_LAUNCH:
-        pytest.skip("launch and launch_ros are installed: the real description is tested below")
+def _hide_launch_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes `import launch...` and `import launch_ros...` fail, as with the PyPI wheels, even where the
+    real packages are installed (a None entry in sys.modules stops the import)."""
+    for name in [n for n in sys.modules if n.split(".")[0] in ("launch", "launch_ros")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    for name in ("launch", "launch_ros"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_launch_description_needs_the_launch_packages_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _hide_launch_packages(monkeypatch)
+    launch = _load("refine_launch_without_launch")
+    assert not launch.HAVE_LAUNCH
     with pytest.raises(ImportError, match="run this file as a script"):
         launch.generate_launch_description()
 
@@ -133,15 +148,9 @@ def _stub_launch_modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
 def test_launch_description_declares_every_argument_and_wires_the_node(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With stand-ins for launch/launch_ros (absent here), checks what generate_launch_description builds."""
-    try:
-        import launch_ros  # noqa: F401
-    except ImportError:
-        classes = _stub_launch_modules(monkeypatch)
-    else:  # pragma: no cover - only where ROS 2 launch is installed
-        pytest.skip(
-            "real launch_ros present: `ros2 launch attn6d_ros refine.launch.py` is the check there"
-        )
+    """With stand-ins for launch/launch_ros (in place of the real ones where those are installed), checks
+    what generate_launch_description builds; the real description is evaluated and run further below."""
+    classes = _stub_launch_modules(monkeypatch)
     launch = _load("refine_launch_stubbed")
     assert launch.HAVE_LAUNCH
     description = launch.generate_launch_description()
@@ -236,3 +245,176 @@ def _topics(query_by_node) -> set[str]:
     """The topic names of the launched node's endpoints: ``query_by_node`` is the probe's
     get_subscriber_names_and_types_by_node or get_publisher_names_and_types_by_node."""
     return {name for name, _ in query_by_node("attn6d_refiner", "/cam1")}
+
+
+# -- the real launch and launch_ros (installed from ../shared/upstream by `make setup`) ----------------------
+
+
+@pytest.mark.ros
+def test_real_launch_description_namespaces_remaps_and_passes_sim_time_and_log_level(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real launch and launch_ros evaluate the description as `ros2 launch` does: node name, namespace,
+    remaps, the parameter files (use_sim_time as a bool), the log level, and the conditions of the DDS profile
+    and RViz."""
+    require("launch_ros")
+    from launch.actions import SetEnvironmentVariable
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+
+    from launch import LaunchContext
+
+    monkeypatch.setenv(
+        "AMENT_PREFIX_PATH", sys.prefix
+    )  # as a sourced ROS 2 sets it: launch's grammar
+    launch = _load("refine_launch_real")
+    assert launch.HAVE_LAUNCH
+    description = launch.generate_launch_description()
+    declared = description.get_launch_arguments()
+    assert [d.name for d in declared] == [name for name, _, _ in launch.ARGUMENTS]
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    stages: 1\n")
+    profile_file = REPO / "config" / "fastdds_large_frames_loopback.xml"
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {"params_file": str(params), "namespace": "cam1", "image": "/cam1/color/image_raw",
+         "use_sim_time": "True", "log_level": "debug", "dds_profile": str(profile_file)}
+    )  # fmt: skip
+    for argument in declared:
+        argument.execute(context)  # sets the defaults of those not given
+    assert context.launch_configurations["rviz"] == "false"
+    node, rviz = [e for e in description.entities if isinstance(e, Node)]
+    node._perform_substitutions(
+        context
+    )  # the first step of Node.execute (launch_ros's tests call it)
+    assert (node.node_package, node.node_executable) == ("attn6d_ros", "refine_node")
+    assert node.node_name == "/cam1/attn6d_refiner" and node.expanded_node_namespace == "/cam1"
+    assert node.expanded_remapping_rules == [
+        ("image", "/cam1/color/image_raw"),
+        ("camera_info", "camera_info"),
+        ("detections", "detections"),
+    ]
+    context.extend_locals(
+        {"ros_specific_arguments": {"name": "__node:=attn6d_refiner", "ns": "__ns:=/cam1"}}
+    )
+    command = [
+        perform_substitutions(context, part) for part in node.cmd[1:]
+    ]  # [0]: the executable
+    assert command[:3] == ["--ros-args", "--log-level", "debug"]
+    files = [command[i + 1] for i, word in enumerate(command) if word == "--params-file"]
+    assert [yaml.safe_load(Path(f).read_text()) for f in files] == [
+        {"/**": {"ros__parameters": {"stages": 1}}},
+        {"/cam1/attn6d_refiner": {"ros__parameters": {"use_sim_time": True}}},
+    ]
+    profile = [e for e in description.entities if isinstance(e, SetEnvironmentVariable)]
+    assert [p.condition.evaluate(context) for p in profile] == [True, True]
+    assert {perform_substitutions(context, p.value) for p in profile} == {str(profile_file)}
+    context.launch_configurations["dds_profile"] = "none"
+    assert [p.condition.evaluate(context) for p in profile] == [False, False]
+    assert rviz.condition.evaluate(context) is False
+
+
+def _ros2_launch(install: Path, arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """`ros2 launch attn6d_ros refine.launch.py ARGUMENTS` in the environment of a sourced workspace."""
+    import os
+
+    from colcon_workspace import sourced_environment
+
+    env = sourced_environment(install)
+    env.update(
+        ROS_DOMAIN_ID=os.environ["ROS_DOMAIN_ID"],
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+        RCUTILS_LOGGING_BUFFERED_STREAM="0",
+    )
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            ["ros2", "launch", "attn6d_ros", "refine.launch.py", *arguments],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=install.parent.parent,
+        )  # fmt: skip
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_ros2_launch_show_args_lists_every_argument(
+    colcon_install: Path, ros_domain: int, tmp_path: Path
+) -> None:
+    require("ros2launch")
+    launch = _load()
+    process = _ros2_launch(colcon_install, ["--show-args"], tmp_path / "show.log")
+    assert process.wait(timeout=120) == 0, (tmp_path / "show.log").read_text()
+    text = (tmp_path / "show.log").read_text()
+    for name, _, _ in launch.ARGUMENTS:
+        assert f"'{name}':" in text, f"{name} missing from --show-args:\n{text}"
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_ros2_launch_refines_a_frame_and_stops_cleanly_on_sigint(
+    colcon_install: Path, ros_domain: int, tmp_path: Path
+) -> None:
+    """The real `ros2 launch` with a namespace, a remapped image topic, use_sim_time and a log level: the node
+    comes up under /cam1 with those, refines a published frame, and Ctrl-C (SIGINT to ros2 launch) ends the
+    launch and the node cleanly."""
+    require("ros2launch")
+    import rclpy
+    from node_support import Peer, key_of, pose, stamp_msg, textured_image
+    from rcl_interfaces.srv import GetParameters
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    checkpoint = make_checkpoint(tmp_path / "m.pt")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n"
+        f"    checkpoint: {checkpoint}\n    objects_file: {REPO / 'config' / 'objects.yaml'}\n"
+        "    device: cpu\n    cpu_threads: 1\n    stages: 1\n    min_score: 0.0\n"
+        "    qos:\n      image:\n        reliability: reliable\n        depth: 10\n"
+    )
+    log_path = tmp_path / "launch.log"
+    launcher = _ros2_launch(
+        colcon_install,
+        [f"params_file:={params}", "namespace:=cam1", "image:=/cam1/color/image_raw",
+         "use_sim_time:=true", "log_level:=debug",
+         f"dds_profile:={REPO / 'config' / 'fastdds_large_frames_loopback.xml'}"],
+        log_path,
+    )  # fmt: skip
+    rclpy.init()
+    try:
+        peer = Peer(namespace="cam1")
+        qos = peer.pub_image.qos_profile
+        peer.pub_image = peer.node.create_publisher(Image, "/cam1/color/image_raw", qos)
+        clock = peer.node.create_publisher(Clock, "/clock", 10)
+        ready = peer.wait_for_node(timeout=180.0)
+        assert ready, f"the launched node never matched the peer:\n{log_path.read_text()}"
+        client = peer.node.create_client(GetParameters, "/cam1/attn6d_refiner/get_parameters")
+        assert client.wait_for_service(timeout_sec=30.0)
+        future = client.call_async(GetParameters.Request(names=["use_sim_time", "stages"]))
+        rclpy.spin_until_future_complete(peer.node, future, timeout_sec=30.0)
+        use_sim_time, stages = future.result().values
+        assert use_sim_time.bool_value is True and stages.integer_value == 1
+
+        t = 1_700_000_000.25
+        clock.publish(Clock(clock=stamp_msg(t)))
+        rgb = textured_image(320, 240)
+        K = np.array([[250.0, 0.0, 159.5], [0.0, 250.0, 119.5], [0.0, 0.0, 1.0]])
+        peer.publish_frame(rgb, K, t, [("mug", "demo_object", pose(0.02))])
+        refined = peer.spin_until(lambda: key_of(t) in peer.outputs["refined/pose"], 120.0)
+        assert refined, f"no refined/pose:\n{log_path.read_text()}"
+        (pose_msg,) = peer.outputs["refined/pose"][key_of(t)]
+        assert pose_msg.header.frame_id == "camera_optical_frame"
+        assert np.isfinite([pose_msg.pose.position.x, pose_msg.pose.position.z]).all()
+        peer.node.destroy_node()
+    finally:
+        rclpy.shutdown()
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(timeout=60)
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "[refine_node-1]" in text and "synchronizer message_filters" in text, text
+    assert re.search(r"process has finished cleanly \[pid \d+\]", text), text
+    assert "Traceback" not in text and "[ERROR]" not in text, text

@@ -44,7 +44,11 @@ def require(package: str) -> ModuleType:
     """
     record = installed()
     if not record:
-        where = f"{UPSTREAM_DIR} not found" if not UPSTREAM_DIR.is_dir() else "UPSTREAM= was empty"
+        where = (
+            f"{UPSTREAM_DIR} not found"
+            if not UPSTREAM_DIR.is_dir()
+            else "this venv was set up without them: make setup UPSTREAM= or an older setup"
+        )
         pytest.skip(
             f"upstream ROS 2 package {package} not installed in this venv ({where}; a user's clone has no "
             "../shared/upstream): `make setup` installs launch, message_filters, tf2_ros and cv_bridge "
