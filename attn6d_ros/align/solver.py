@@ -34,7 +34,7 @@ import numpy as np
 from attn6d_ros.align.histograms import CodeImage, ColourModel, code_image, learn_colour_model
 from attn6d_ros.align.lines import Contour, LineFit, colour_samples, fit_lines, project_contour
 from attn6d_ros.align.templates import TemplateConfig, ViewTemplates
-from attn6d_ros.geometry import axis_angle_to_matrix, check_intrinsics, check_pose
+from attn6d_ros.geometry import check_intrinsics, check_pose
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,10 @@ def _newton_step(
     # n^T d(pi)/dX, then the chain through X = exp(w) R p + t + v: dX/dw = -[R p]_x, dX/dv = I.
     g = np.column_stack([normals[:, 0] * fx / z, normals[:, 1] * fy / z,
                          -(normals[:, 0] * fx * x + normals[:, 1] * fy * y) / z**2])  # fmt: skip
-    J = np.hstack([np.cross(rotated, g), g])  # (L, 6)
+    a, b = rotated, g
+    cross = np.column_stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                             a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]])  # fmt: skip
+    J = np.hstack([cross, g])  # (L, 6): d(line coordinate) / d(rotation vector, translation)
     variance = np.maximum(fit.variance_px2, sigma_px**2)
     w = fit.weight / variance
     if cfg.robust_k > 0.0:
@@ -354,9 +357,19 @@ def _newton_step(
 
 def _apply(T: np.ndarray, theta: np.ndarray) -> np.ndarray:
     moved = T.copy()
-    moved[:3, :3] = axis_angle_to_matrix(theta[:3]) @ T[:3, :3]
+    moved[:3, :3] = _rotation(theta[:3]) @ T[:3, :3]
     moved[:3, 3] = T[:3, 3] + theta[3:]
     return moved
+
+
+def _rotation(rotvec: np.ndarray) -> np.ndarray:
+    """3x3 rotation of a rotation vector (Rodrigues' formula; scipy's is slower for one small matrix)."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    x, y, z = rotvec / angle
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
 
 
 def _turned(T: np.ndarray, angle_deg: float) -> list[np.ndarray]:

@@ -256,22 +256,20 @@ def _run_length(
     mask: np.ndarray, start: np.ndarray, step: np.ndarray, *, inside: bool
 ) -> np.ndarray:
     """(M,) pixels walked from ``start`` along unit ``step`` while the mask stays ``inside`` (True: on the
-    object); capped at the image's side, and a walk that leaves the image counts as never ending."""
+    object); a walk that leaves the image counts as never ending (the image's side)."""
     H, W = mask.shape
     limit = max(H, W)
-    lengths = np.full(len(start), float(limit))
-    open_ = np.ones(len(start), bool)
-    for k in range(1, limit):
-        p = np.rint(start + k * step).astype(np.int64)
-        out = (p[:, 0] < 0) | (p[:, 0] >= W) | (p[:, 1] < 0) | (p[:, 1] >= H)
-        open_ &= ~out
-        if not open_.any():
-            break
-        idx = np.flatnonzero(open_)
-        changed = mask[p[idx, 1], p[idx, 0]] != inside
-        lengths[idx[changed]] = k - 1
-        open_[idx[changed]] = False
-    return lengths
+    k = np.arange(1, limit)
+    p = np.rint(start[:, None, :] + k[None, :, None] * step[:, None, :]).astype(
+        np.int64
+    )  # (M, k, 2)
+    u, v = p[..., 0], p[..., 1]
+    out = (u < 0) | (u >= W) | (v < 0) | (v >= H)
+    changed = np.where(out, False, mask[np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)] != inside)
+    stop = changed | out
+    first = np.argmax(stop, axis=1)  # the first step that changes or leaves
+    ended = changed[np.arange(len(start)), first]
+    return np.where(ended, first.astype(np.float64), float(limit))
 
 
 def _save(path: Path, templates: ViewTemplates) -> None:
