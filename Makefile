@@ -3,9 +3,21 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
-VENV ?= .venv
+# The ROS 2 distribution of the PyPI wheels: jazzy (LTS, the default) or kilted. One venv holds one distribution:
+# Jazzy's is .venv, another's .venv-<distro> (e.g. `make test ROS_DISTRO=kilted` uses .venv-kilted).
+ROS_DISTRO ?= jazzy
+ROS_DISTROS := jazzy kilted
+ifeq ($(filter $(ROS_DISTRO),$(ROS_DISTROS)),)
+$(error ROS_DISTRO must be one of: $(ROS_DISTROS); got '$(ROS_DISTRO)')
+endif
+VENV ?= $(if $(filter jazzy,$(ROS_DISTRO)),.venv,.venv-$(ROS_DISTRO))
+ROS_REQUIREMENTS := requirements/ros-$(ROS_DISTRO).txt
 PY := $(VENV)/bin/python
-BUILD ?= build
+BUILD ?= $(if $(filter jazzy,$(ROS_DISTRO)),build,build-$(ROS_DISTRO))
+# The ROS 2 sources for tests and CI (launch, launch_ros, ros2cli, message_filters, tf2_ros, cv_bridge, the real
+# vision_msgs and tf2_msgs): installed into the venv when this folder exists (CI; not a user's fresh clone).
+# `make test UPSTREAM=` sets up without them, as a user's clone does.
+UPSTREAM ?= $(wildcard ../shared/upstream)
 # The CPU wheel that this project's machines hold locally; any other spec pulls gigabytes of CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
@@ -15,42 +27,61 @@ DEMO_DOMAIN_ID ?= 42
 
 # DDS discovery stays on loopback (Kilted ignores ROS_LOCALHOST_ONLY); tests pick their own ROS_DOMAIN_ID.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DISTRO
 export ROS_DOMAIN_ID ?= 17
 export PYTHONUNBUFFERED := 1
 
 DEPS_STAMP := $(VENV)/.attn6d-deps
-IFACE_STAMP := $(VENV)/.attn6d-interfaces
+# Interfaces built from the upstream vision_msgs/tf2_msgs or from the test-only copies: one stamp each.
+IFACE_STAMP := $(VENV)/.attn6d-interfaces$(if $(UPSTREAM),-upstream,)
 EDITABLE_STAMP := $(VENV)/.attn6d-editable
+# Written by scripts/install_upstream.sh: what it installed (the tests read it).
+UPSTREAM_STAMP := $(VENV)/.attn6d-upstream
 IFACE_SOURCES := CMakeLists.txt package.xml cmake/pypi_ros_workarounds.cmake scripts/build_interfaces.sh \
+	scripts/cmake_into_venv.sh \
 	$(wildcard msg/*.msg test/interfaces/*/msg/*.msg test/interfaces/*/CMakeLists.txt test/interfaces/*/package.xml)
+UPSTREAM_SOURCES := scripts/install_upstream.sh scripts/cmake_into_venv.sh requirements/upstream.txt \
+	cmake/upstream_project_include.cmake cmake/pypi_ros_workarounds.cmake cmake/upstream/cv_bridge/CMakeLists.txt \
+	$(wildcard $(UPSTREAM)/SOURCES.tsv)
 
-.PHONY: help setup test test-fast demo lint train-demo eval-demo bench clean
+.PHONY: help setup check-venv test test-fast demo lint train-demo eval-demo bench clean
 
 help:
 	@echo "make demo   set up everything (first run: a few minutes) and run the ROS 2 demo"
 	@echo "make test   set up everything and run the whole test suite"
 	@echo "other:      setup, test-fast, lint, train-demo, eval-demo, bench, clean"
+	@echo "options:    ROS_DISTRO=jazzy (default, venv .venv) or kilted (venv .venv-kilted);"
+	@echo "            UPSTREAM=DIR: the ROS 2 sources for tests (default ../shared/upstream if present)"
 
 $(PY):
 	scripts/check_system.sh
 	$(PYTHON) -m venv $(VENV)
+	echo $(ROS_DISTRO) > $(VENV)/.attn6d-ros-distro
 
-$(DEPS_STAMP): requirements/runtime.txt requirements/ros.txt requirements/dev.txt | $(PY)
+# An existing venv must hold the distribution asked for (scripts/check_venv_distro.sh says what to do if not).
+check-venv:
+	@scripts/check_venv_distro.sh $(VENV) $(ROS_DISTRO)
+
+$(DEPS_STAMP): requirements/runtime.txt $(ROS_REQUIREMENTS) requirements/ros-common.txt requirements/dev.txt \
+		| check-venv $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC) -r requirements/runtime.txt -r requirements/ros.txt \
+	$(PY) -m pip install --quiet $(TORCH_SPEC) -r requirements/runtime.txt -r $(ROS_REQUIREMENTS) \
 		-r requirements/dev.txt
 	touch $@
 
 $(IFACE_STAMP): $(DEPS_STAMP) $(IFACE_SOURCES)
-	scripts/build_interfaces.sh $(VENV) $(BUILD)
+	scripts/build_interfaces.sh $(VENV) $(BUILD) $(UPSTREAM)
 	touch $@
+
+$(UPSTREAM_STAMP): $(DEPS_STAMP) $(IFACE_STAMP) $(UPSTREAM_SOURCES)
+	scripts/install_upstream.sh $(VENV) $(BUILD) $(UPSTREAM)
 
 # Editable install: console scripts in .venv/bin and the checkout on sys.path (compat mode: a plain .pth).
 $(EDITABLE_STAMP): $(DEPS_STAMP) setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
 
-setup: $(DEPS_STAMP) $(IFACE_STAMP) $(EDITABLE_STAMP)
+setup: check-venv $(DEPS_STAMP) $(IFACE_STAMP) $(EDITABLE_STAMP) $(if $(UPSTREAM),$(UPSTREAM_STAMP),)
 
 # pytest's exit code 5 means it collected no tests: that is a failure here, not a pass.
 test: setup
@@ -78,4 +109,4 @@ bench: setup
 	$(VENV)/bin/attn6d-bench
 
 clean:
-	rm -rf $(BUILD) install log demo_out .pytest_cache .ruff_cache
+	rm -rf build build-* install log demo_out .pytest_cache .ruff_cache
