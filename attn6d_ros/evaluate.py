@@ -38,6 +38,7 @@ from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.region_fit import RegionFitConfig
+from attn6d_ros.shifted_scenes import shifted_cases
 from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="object table (YAML)")  # fmt: skip
     parser.add_argument("--ids", nargs="*", help="evaluate only these object ids")
     parser.add_argument("--scenes", type=int, default=200, help="synthetic scenes per object")
+    parser.add_argument(
+        "--domain",
+        choices=("in-domain", "shifted"),
+        default="in-domain",
+        help="in-domain: scenes from the training generator (synth.py); shifted: scenes made by other "
+        "code, never trained on (shifted_scenes.py)",
+    )
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test set")
     parser.add_argument("--stages", type=int, default=None)
     parser.add_argument("--depth-search", action="store_true",
@@ -285,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         low, high = args.occlusion_range
         if not 0.0 <= low < high <= 1.0:
             parser.error(f"--occlusion-range needs 0 <= LOW < HIGH <= 1, got {low} {high}")
+    if args.domain == "shifted" and (
+        args.occlusion_range is not None or args.occluder_probability is not None
+    ):
+        parser.error("--occlusion-range and --occluder-probability shape the in-domain set only")
     if args.region_fit_turn and not args.region_fit:
         parser.error(f"--region-fit-turn {args.region_fit_turn} needs --region-fit")
     try:
@@ -306,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     from attn6d_ros.paths import resolve_path
 
     start = time.perf_counter()
+    if args.domain == "shifted" and not args.bop:
+        # Made before the Refiner exists: pyrender's EGL context comes and goes first.
+        models = load_objects(resolve_path(args.objects), args.ids)
+        cases = shifted_cases(models, args.scenes, args.seed)
     refiner = Refiner.from_checkpoint(resolve_path(args.checkpoint), device=args.device,
                                       region_fit_config=fit_config,
                                       align_config=align_config)  # fmt: skip
@@ -314,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
 
         models, cases = bop_cases(args.bop, args.bop_models, args.bop_init, seed=args.seed,
                                   max_cases=args.max_cases)  # fmt: skip
+        synth = None
+    elif args.domain == "shifted":
+        synth = None
     else:
         models = load_objects(resolve_path(args.objects), args.ids)
         synth = SynthConfig(crop_size=refiner.cfg.crop_size)
@@ -335,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         device=str(refiner.device),
         seed=args.seed,
         source=str(args.bop) if args.bop else "synthetic",
-        occluder_probability=None if args.bop else synth.occluder_probability,
-        occlusion_range=None if args.bop else synth.occlusion_range,
+        domain=None if args.bop else args.domain,
+        occluder_probability=None if synth is None else synth.occluder_probability,
+        occlusion_range=None if synth is None else synth.occlusion_range,
         region_fit_turn_deg=args.region_fit_turn if args.region_fit else None,
         align_turn_deg=args.align_turn if args.align else None,
         seconds=round(time.perf_counter() - start, 1),

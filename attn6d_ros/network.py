@@ -57,6 +57,11 @@ class ModelConfig:
     # centre, so a linear readout can form the outward motion of the object's outline, i.e. its change of
     # scale (a plain weighted mean cancels left- against right-edge motion). See AttentionHead.
     depth_moments: bool = False
+    # Ours, for robustness to the camera: "per_crop" standardises each channel of the image crop on its own
+    # (zero mean, spread 0.25, like a fixed-scaled crop) before the backbone, so a white-balance cast, an
+    # exposure or contrast change of the whole crop does not reach the network; "fixed" is the paper's
+    # pixel / 255 - 0.5 only. The render is always fixed-scaled: its colours are the mesh's.
+    image_norm: Literal["fixed", "per_crop"] = "fixed"
 
     def __post_init__(self) -> None:
         if self.crop_size % 4 or self.crop_size < 32:
@@ -88,6 +93,10 @@ class ModelConfig:
             )
         if self.num_stages < 1:
             raise ValueError(f"ModelConfig.num_stages must be >= 1, got {self.num_stages}")
+        if self.image_norm not in ("fixed", "per_crop"):
+            raise ValueError(
+                f"ModelConfig.image_norm must be 'fixed' or 'per_crop', got {self.image_norm!r}"
+            )
         # Grid sizes through the encoder: S/4 must survive three more 2x poolings (e.g. 38 -> 19 -> 9 -> 4).
         if self.grid_size // 8 < 1:
             raise ValueError(
@@ -344,6 +353,8 @@ class StageNet(nn.Module):
 
     def forward(self, image: torch.Tensor, render: torch.Tensor) -> PoseHeadOutputs:
         """image, render: (B, 3, S, S), each scaled to about [-0.5, 0.5] (see `normalize_crop`)."""
+        if self.cfg.image_norm == "per_crop":
+            image = standardize_per_crop(image)
         features = self.backbone(torch.cat([image, render], dim=1))
         x = F.relu(self.feature_norm(features))
         a = F.relu(self.attention_norm(features))
@@ -385,6 +396,18 @@ class RefinerNet(nn.Module):
         if not 0 <= index < len(self.stages):
             raise ValueError(f"stage index {index} outside the model's {len(self.stages)} stages")
         return self.stages[index]
+
+
+# Smallest spread a channel is divided by (about 8 grey levels): a flat crop is not blown up into noise.
+MIN_CROP_STD = 0.03
+
+
+def standardize_per_crop(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) -> the same with every channel of every crop at mean 0 and standard deviation 0.25
+    (ModelConfig.image_norm "per_crop"); spreads below MIN_CROP_STD are not amplified further."""
+    mean = image.mean(dim=(2, 3), keepdim=True)
+    std = image.std(dim=(2, 3), keepdim=True).clamp_min(MIN_CROP_STD)
+    return (image - mean) * (0.25 / std)
 
 
 def normalize_crop(rgb_u8: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,14 @@ resumed run continues exactly where it stopped and a test set is fixed by its se
 Observation (what the camera sees): the object at its true pose, lit by a random Phong light, in front of a
 procedural background with clutter, partly hidden by random occluder meshes (0-60 % of its silhouette), then
 colour jitter, blur and sensor noise. Network input: the unlit render at the current pose, as at run time.
+
+Broad appearance (ours, `SynthConfig.broad_appearance`, on by default for training samples): so that the
+network learns the alignment of a render with an image rather than this generator's look, most training
+samples also get backgrounds of several families (the training photographs of photos.py, blocky mosaics, flat
+colours, smooth noise, the procedural ones), coloured, flat or harsh lighting, the object's colours changed as
+a real object differs from its mesh, photograph cut-outs as occluders, and a camera (white balance, exposure,
+gamma, a brightness gradient, motion blur, JPEG). Test scenes (`test_scene`) keep the classic look, so the
+in-domain test set is the same as before; shifted_scenes.py makes the shifted one.
 The observation is synthesised at the resolution the crop samples it at and cropped with crop.py's bilinear
 sampler, so training crops look like run-time crops of camera images (paper_facts.md §2.1).
 """
@@ -13,17 +21,20 @@ sampler, so training crops look like run-time crops of camera images (paper_fact
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
 
 from attn6d_ros.config import dataclass_from_dict
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import axis_angle_to_matrix, rigid_flow_px
 from attn6d_ros.mesh import ObjectModel, model_from_arrays
+from attn6d_ros.photos import TRAIN_PHOTOS, load_photo, random_view
 from attn6d_ros.render import Light, Renderer
 
 
@@ -63,6 +74,17 @@ class SynthConfig:
     noise_sigma: tuple[float, float] = (0.0, 8.0)  # sensor noise, 0..255 units
     blur_probability: float = 0.3
     crop_size: int = 152  # set from the model config
+    # Share of training samples with the broad appearance (module docstring); 0: the classic look only.
+    broad_appearance: float = 0.75
+    white_balance: tuple[float, float] = (0.7, 1.4)  # per channel gain (broad appearance)
+    exposure_stops: tuple[float, float] = (-1.0, 0.8)
+    gamma: tuple[float, float] = (0.75, 1.35)
+    object_hue_turns: float = 0.06  # +- this share of the colour circle, on the object's pixels
+    object_saturation: tuple[float, float] = (0.6, 1.3)
+    object_gain: tuple[float, float] = (0.75, 1.3)  # per channel, on the object's pixels
+    photo_occluder_probability: float = 0.25
+    jpeg_probability: float = 0.5
+    jpeg_quality: tuple[int, int] = (30, 95)
 
     @staticmethod
     def from_dict(values: dict) -> SynthConfig:
@@ -199,13 +221,15 @@ class SceneGenerator:
         T_gt: np.ndarray,
         view: _View,
         difficulty: float = 1.0,
+        broad: bool = False,
     ) -> tuple[np.ndarray, float]:
-        """Renders a realistic observation of `model` at `T_gt` into `view`.
+        """Renders a realistic observation of `model` at `T_gt` into `view`, with the broad appearance when
+        `broad` (module docstring).
 
-        Returns (image uint8 (h, w, 3), occlusion fraction of the object's silhouette).
+        Returns (image float32 0..255 (h, w, 3), occlusion fraction of the object's silhouette).
         """
         c = self.cfg
-        light = _random_light(rng)
+        light = _broad_light(rng) if broad else _random_light(rng)
         scene = [(model, T_gt)]
         n_clutter = int(
             rng.integers(c.clutter_objects[0], c.clutter_objects[1] + 1) * difficulty + 0.5
@@ -229,9 +253,20 @@ class SceneGenerator:
                         scene, view.K, view.width, view.height, light=light
                     )
                     occlusion = _hidden_share(out, full)
-        background = _background(rng, view.width, view.height, difficulty)
+        if broad:
+            background = _broad_background(rng, view.width, view.height, difficulty)
+        else:
+            background = _background(rng, view.width, view.height, difficulty)
         image = np.where(out.mask[:, :, None], out.rgb.astype(np.float32), background)
-        image = _augment(rng, image, view.scale, c, difficulty)
+        if not broad:
+            return _augment(rng, image, view.scale, c, difficulty), float(np.clip(occlusion, 0, 1))
+        visible = out.instance == 1
+        image = _recolour_object(rng, image, visible, c)
+        if rng.uniform() < c.photo_occluder_probability * difficulty and visible.any():
+            full_area = visible.sum() / max(1.0 - occlusion, 1e-3)
+            image, cutout = _photo_occluder(rng, image, visible)
+            occlusion = 1.0 - (visible & ~cutout).sum() / full_area
+        image = _broad_camera(rng, image, view.scale, c, difficulty)
         return image, float(np.clip(occlusion, 0.0, 1.0))
 
     def _targeted_occlusion(
@@ -314,7 +349,8 @@ class SceneGenerator:
             K, T_init, model.hull_vertices, scale=CROP_SCALE, size_px=c.crop_size
         )
         view = self._crop_view(K, window)
-        image, occlusion = self.observe(rng, model, T_gt, view, difficulty)
+        broad = np.random.default_rng([seed, index, 2]).uniform() < c.broad_appearance
+        image, occlusion = self.observe(rng, model, T_gt, view, difficulty, broad)
         image[_outside_camera_mask(view)] = 0  # as a crop of the camera image would have
         crop = crop_image(image, _view_window(window, view))
         if rng.uniform() < c.later_stage_probability:
@@ -542,3 +578,148 @@ def _augment(
     sigma = rng.uniform(*c.noise_sigma) * difficulty
     image = image + rng.normal(0, sigma, size=image.shape).astype(np.float32)
     return np.clip(image, 0, 255)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The broad appearance (module docstring): lights, backgrounds, object colours, occluders, camera.
+
+
+def _broad_light(rng: np.random.Generator) -> Light:
+    """Coloured, harsh or flat light: 15 % flat at full brightness, otherwise a tinted Phong light."""
+    direction = rng.normal(size=3)
+    direction[2] = -abs(direction[2]) - 0.1
+    if rng.uniform() < 0.15:
+        return Light(direction_cam=tuple(direction), ambient=rng.uniform(0.8, 1.1), diffuse=0.0,
+                     specular=0.0, color=(1.0, 1.0, 1.0))  # fmt: skip
+    tint = rng.uniform(0.55, 1.0, size=3)
+    return Light(
+        direction_cam=tuple(direction),
+        ambient=rng.uniform(0.05, 0.7),
+        diffuse=rng.uniform(0.2, 1.2),
+        specular=rng.uniform(0.0, 1.0),
+        shininess=rng.uniform(2.0, 128.0),
+        color=tuple(tint / tint.max()),
+    )
+
+
+def _smooth_field(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
+    """(h, w) float32 in about [-1, 1]: random values on a cells x cells grid, bilinearly upsampled."""
+    grid = rng.uniform(0, 255, size=(cells, cells)).astype(np.uint8)
+    field = Image.fromarray(grid).resize((width, height), Image.BILINEAR)
+    return np.asarray(field, dtype=np.float32) / 127.5 - 1.0
+
+
+def _broad_background(
+    rng: np.random.Generator, width: int, height: int, difficulty: float
+) -> np.ndarray:
+    """(h, w, 3) float32 0..255 from one of five families: a training photograph (35 %), the procedural
+    background (20 %), a blocky colourful mosaic (15 %), a flat colour with a gradient (10 %), smooth
+    multi-scale noise (20 %)."""
+    family = rng.choice(5, p=[0.35, 0.2, 0.15, 0.1, 0.2])
+    if family == 0:
+        photo = load_photo(TRAIN_PHOTOS[int(rng.integers(len(TRAIN_PHOTOS)))])
+        out = random_view(rng, photo, width, height) * rng.uniform(0.7, 1.3, size=3)
+    elif family == 1:
+        return _background(rng, width, height, difficulty)
+    elif family == 2:
+        cells = (int(rng.integers(2, 13)), int(rng.integers(2, 13)))
+        blocks = rng.uniform(0, 255, size=(*cells, 3)).astype(np.uint8)
+        out = np.asarray(
+            Image.fromarray(blocks).resize((width, height), Image.NEAREST), np.float32
+        )
+    elif family == 3:
+        colour = rng.uniform(0, 255, size=3)
+        ramp = _smooth_field(rng, width, height, 2)[:, :, None] * rng.uniform(0, 40)
+        out = np.broadcast_to(colour, (height, width, 3)) + ramp
+    else:
+        out = np.zeros((height, width, 3), np.float32)
+        for cells in (3, 6, 12, 24):
+            colour = rng.uniform(-1, 1, size=3) * 128 / (1 + cells / 6)
+            out += _smooth_field(rng, width, height, cells)[:, :, None] * colour
+        out += rng.uniform(40, 215, size=3)
+    noise = rng.normal(0, rng.uniform(0, 6), size=out.shape).astype(np.float32)
+    return np.clip(out + noise, 0, 255).astype(np.float32)
+
+
+def _recolour_object(
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, c: SynthConfig
+) -> np.ndarray:
+    """The object's pixels (`mask`) with the colours of another copy of it (80 % of the samples): a hue
+    turn, a saturation change and a gain per channel, blotches and fine noise."""
+    if not mask.any() or rng.uniform() >= 0.8:
+        return image
+    h, w = mask.shape
+    px = image[mask] / 255.0
+    grey = px.mean(axis=1, keepdims=True)
+    px = grey + rng.uniform(*c.object_saturation) * (px - grey)
+    angle = 2 * math.pi * rng.uniform(-c.object_hue_turns, c.object_hue_turns)
+    px = px @ axis_angle_to_matrix(np.full(3, angle / math.sqrt(3.0))).T
+    px = px * rng.uniform(*c.object_gain, size=3)
+    blotches = _smooth_field(rng, w, h, int(rng.integers(3, 10)))[mask]
+    px = px * (1.0 + rng.uniform(0.0, 0.2) * blotches)[:, None]
+    px = px + rng.normal(0.0, rng.uniform(0.0, 0.04), size=px.shape)
+    out = image.copy()
+    out[mask] = np.clip(px * 255.0, 0, 255)
+    return out
+
+
+def _photo_occluder(
+    rng: np.random.Generator, image: np.ndarray, visible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pastes an ellipse cut from a training photograph over part of the object; returns the image and the
+    (h, w) bool cut-out."""
+    h, w = visible.shape
+    ys, xs = np.nonzero(visible)
+    k = int(rng.integers(len(xs)))
+    size = math.sqrt(visible.sum()) * rng.uniform(0.25, 0.7)
+    canvas = Image.new("L", (w, h), 0)
+    rx, ry = size * rng.uniform(0.5, 1.2), size * rng.uniform(0.5, 1.2)
+    ImageDraw.Draw(canvas).ellipse([xs[k] - rx, ys[k] - ry, xs[k] + rx, ys[k] + ry], fill=255)
+    cutout = np.asarray(canvas) > 127
+    photo = load_photo(TRAIN_PHOTOS[int(rng.integers(len(TRAIN_PHOTOS)))])
+    patch = random_view(rng, photo, w, h) * rng.uniform(0.7, 1.3, size=3)
+    return np.where(cutout[:, :, None], patch, image).astype(np.float32), cutout
+
+
+def _motion_kernel(length_px: float, angle: float) -> np.ndarray:
+    """A normalised line kernel `length_px` long at `angle` radians (sampled at 9 points)."""
+    n = max(1, math.ceil(length_px / 2))
+    kernel = np.zeros((2 * n + 1, 2 * n + 1), np.float32)
+    for f in np.linspace(-0.5, 0.5, 9):
+        kernel[
+            round(n + f * length_px * math.sin(angle)), round(n + f * length_px * math.cos(angle))
+        ] += 1
+    return kernel / kernel.sum()
+
+
+def _broad_camera(
+    rng: np.random.Generator, image: np.ndarray, scale: float, c: SynthConfig, difficulty: float
+) -> np.ndarray:
+    """White balance, exposure, contrast, a brightness gradient, blur or motion blur (camera pixels,
+    converted by `scale`), noise, gamma and JPEG, on float 0..255."""
+    h, w = image.shape[:2]
+    x = (
+        image
+        / 255.0
+        * rng.uniform(*c.white_balance, size=3)
+        * 2.0 ** rng.uniform(*c.exposure_stops)
+    )
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(0.75, 1.25) + mean
+    x = x * (1.0 + rng.uniform(0, 0.3) * _smooth_field(rng, w, h, 2))[:, :, None]
+    blur = rng.uniform()
+    if blur < 0.3:
+        sigma = rng.uniform(0.3, 1.5) * scale
+        x = ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0))
+    elif blur < 0.5:
+        kernel = _motion_kernel(rng.uniform(1.0, 6.0) * scale, rng.uniform(0, math.pi))
+        x = np.stack([ndimage.convolve(x[:, :, k], kernel, mode="nearest") for k in range(3)], 2)
+    sigma = rng.uniform(0.0, 0.03) * difficulty
+    x = x + rng.normal(0.0, 1.0, x.shape) * (sigma + np.sqrt(np.clip(x, 0, None) * 0.001))
+    x = np.clip(x, 0.0, 1.0) ** (1.0 / rng.uniform(*c.gamma))
+    x = np.rint(x * 255.0).astype(np.uint8)
+    if rng.uniform() < c.jpeg_probability:
+        buffer = io.BytesIO()
+        Image.fromarray(x).save(buffer, format="JPEG", quality=int(rng.integers(*c.jpeg_quality)))
+        x = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return x.astype(np.float32)

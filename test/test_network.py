@@ -275,3 +275,27 @@ def test_direct_loss_beta_sets_the_quadratic_zone_of_every_term() -> None:
     )
     torch.testing.assert_close(far_q, torch.tensor([4.5, 4.5]))
     torch.testing.assert_close(far_l1[0, :2], torch.tensor([4.95, 4.95]))
+
+
+def test_per_crop_image_norm_ignores_a_colour_cast_of_the_image() -> None:
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 64) - 0.5
+    render = torch.rand(2, 3, 64, 64) - 0.5
+    cast = image * torch.tensor([0.6, 1.0, 1.5]).view(1, 3, 1, 1) + torch.tensor(
+        [0.1, -0.05, 0.0]
+    ).view(1, 3, 1, 1)
+    for norm, invariant in (("per_crop", True), ("fixed", False)):
+        net = RefinerNet(ModelConfig.lite(crop_size=64, image_norm=norm)).eval()
+        with torch.no_grad():
+            for head in net.stages[0].heads:  # non-zero outputs (the output layers start at zero)
+                torch.nn.init.normal_(head.regressor[-1].weight, std=0.1)
+            a, b = net(image, render), net(cast, render)
+        same = torch.allclose(a.xy_px, b.xy_px, atol=1e-4) and torch.allclose(
+            a.quat_xyzw, b.quat_xyzw, atol=1e-4
+        )
+        assert same == invariant, norm
+    with pytest.raises(ValueError, match="image_norm"):
+        ModelConfig.lite(image_norm="grey")
+    # Checkpoints from before the option load as the fixed scaling they were trained with.
+    assert ModelConfig.from_dict({k: v for k, v in ModelConfig.lite().to_dict().items()
+                                  if k != "image_norm"}).image_norm == "fixed"  # fmt: skip

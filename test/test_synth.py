@@ -120,3 +120,47 @@ def test_observation_crop_is_aligned_with_the_render_at_the_truth() -> None:
         assert hits > 0.95, f"sample {index}: {hits:.2f} of the moved pixels land on the object"
         assert aligned > 0.6, f"sample {index}: correlation {aligned:.2f} with the truth"
         assert aligned > _ncc(sample["image"], shifted.rgb, shifted.mask) + 0.02
+
+
+def test_broad_appearance_changes_training_samples_but_never_the_test_scenes() -> None:
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    classic = SceneGenerator([model], SynthConfig(crop_size=64, broad_appearance=0.0))
+    broad = SceneGenerator([model], SynthConfig(crop_size=64, broad_appearance=1.0))
+    # The in-domain test set is the same whatever the training appearance.
+    for i in range(3):
+        assert np.array_equal(classic.test_scene(9, i).image, broad.test_scene(9, i).image)
+    # Training samples: same poses and crop windows, another look.
+    changed = 0
+    for i in range(6):
+        a, b = classic.training_sample(9, i), broad.training_sample(9, i)
+        assert np.array_equal(a["T_gt"], b["T_gt"]) and np.array_equal(a["T_init"], b["T_init"])
+        assert b["image"].dtype == np.uint8 and b["image"].shape == (64, 64, 3)
+        assert 0.0 <= b["occlusion"] <= 1.0
+        changed += not np.array_equal(a["image"], b["image"])
+    assert changed == 6
+    classic.renderer.close()
+    broad.renderer.close()
+
+
+def test_broad_camera_casts_and_recolouring_stay_in_their_ranges() -> None:
+    from attn6d_ros.synth import _broad_camera, _recolour_object
+
+    rng = np.random.default_rng(0)
+    cfg = SynthConfig()
+    grey = np.full((40, 40, 3), 128.0, np.float32)
+    ratios = []
+    for _ in range(50):
+        out = _broad_camera(rng, grey, 1.0, replace(cfg, jpeg_probability=0.0), 0.0)
+        assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
+        mean = out.reshape(-1, 3).mean(0)
+        ratios.append(mean.max() / max(mean.min(), 1.0))
+    # Per-channel white balance 0.7-1.4 (after gamma): casts happen, but never beyond 2x between channels.
+    assert 1.1 < np.median(ratios) and max(ratios) < 2.0 ** (1 / cfg.gamma[0]) + 0.1
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    image = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
+    recoloured = [_recolour_object(rng, image, mask, cfg) for _ in range(20)]
+    assert all(
+        np.array_equal(r[~mask], image[~mask]) for r in recoloured
+    )  # only the object's pixels
+    assert sum(not np.array_equal(r[mask], image[mask]) for r in recoloured) >= 10

@@ -1,6 +1,8 @@
 """Training: a tiny run writes checkpoints and a learning curve, resumes, and a lite refiner can overfit."""
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,62 @@ def test_tiny_run_writes_checkpoints_history_and_resumes(tmp_path: Path) -> None
     rows = [json.loads(line) for line in (flow_out / "history.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["flow"]) and r["flow"] > 0 for r in rows if r["kind"] == "train")
     assert load_checkpoint(flow_out / "last.pt")[0].cfg.flow_head
+
+
+@pytest.mark.slow
+def test_tiny_robust_run_with_shifted_validation(tmp_path: Path) -> None:
+    # The robust fine-tune's config (broad appearance, per-crop image standardisation, shifted validation)
+    # from the shipped weights, a few steps.
+    out = tmp_path / "robust"
+    overrides = [f"out_dir={out}", f"init_from={REPO / 'models' / 'demo_refiner.pt'}", "total_samples=16",
+                 "batch_size=8", "val_every_samples=16", "val_scenes=1", "val_shifted_scenes=1",
+                 "num_workers=1", "log_every_steps=1"]  # fmt: skip
+    assert (
+        main(["--config", str(REPO / "config" / "train_demo_robust.yaml"), "--set", *overrides])
+        == 0
+    )
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    assert len(val) == 1 and set(val[0]["add_0.1d_shifted"]) == set(val[0]["add_0.1d"])
+    net = load_checkpoint(out / "best.pt")[0]
+    assert net.cfg.image_norm == "per_crop" and net.cfg.crop_size == 96
+
+
+@pytest.mark.slow
+def test_data_parallel_run_on_two_cpu_processes_agrees_and_resumes(tmp_path: Path) -> None:
+    # torchrun with 2 processes on the CPU (gloo): both end with identical parameters, and a second
+    # command resumes the run from last.pt in both processes.
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "attn6d_ros.train", "--config", str(REPO / "config" / "train_demo.yaml"), "--set",
+           f"out_dir={out}", "total_samples=32", "batch_size=4", "val_every_samples=1000", "val_scenes=1",
+           "num_workers=0", "threads=1", "device=cpu", "log_every_steps=1",
+           "model_overrides={crop_size: 64, shared_stages: true}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(*extra: str) -> str:
+        done = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=900, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    def checksums(log: str) -> dict[int, str]:
+        found = re.findall(
+            r"rank (\d): parameters identical on all 2 ranks \(checksum (\S+)\)", log
+        )
+        return {int(rank): value for rank, value in found}
+
+    first = checksums(run("stop_after_samples=16"))
+    assert set(first) == {0, 1} and first[0] == first[1]
+    assert load_checkpoint(out / "last.pt")[2]["samples"] == 16
+    log = run()
+    second = checksums(log)
+    assert set(second) == {0, 1} and second[0] == second[1] and second[0] != first[0]
+    assert log.count("resumed") == 2 and "at 16 samples" in log
+    state = load_checkpoint(out / "last.pt")[2]
+    assert state["samples"] == 32 and state["step"] == 4  # 2 + 2 steps of 2 x 4 samples
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
