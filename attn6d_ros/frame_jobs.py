@@ -114,8 +114,8 @@ def region_fit_config(cfg: NodeConfig) -> Any:
 def refine_jobs(
     refiner: Any, rgb_u8: np.ndarray | None, K: np.ndarray | None, jobs: list[Job], cfg: NodeConfig
 ) -> tuple[dict[int, Any], float]:
-    """Refines every job without an error in one `Refiner.refine` batch (stages, depth_search, region_fit
-    from `cfg`).
+    """Refines every job without an error in one `Refiner.refine` batch (stages, depth_search, region_fit,
+    guard from `cfg`).
 
     Args:
         refiner: the Refiner (called on the thread that created it).
@@ -139,6 +139,7 @@ def refine_jobs(
             stages=cfg.stages or None,
             depth_search=cfg.depth_search,
             region_fit=cfg.region_fit,
+            guard=cfg.guard,
         )
     except ValueError as exc:
         # The image or K as a whole (already checked by the caller), or stages.
@@ -162,6 +163,8 @@ def outcome(job: Job, result: Any, min_score: float) -> tuple[str | None, bool]:
             f"score {result.score:.3f} is below min_score {min_score}: not published as refined",
             False,
         )
+    if result.guard is not None:  # set only with the guard parameter on
+        return f"{result.guard}: not published as refined", False
     return None, True
 
 

@@ -161,6 +161,15 @@ class NodeConfig:
             range=(0.0, 1.0),
         ),
     )
+    guard: bool = field(
+        default=True,
+        metadata=_param(
+            "guard",
+            "Judge the coarse and the refined pose by how well their outlines separate the image's own "
+            "colours (pose_check.py): a refinement that agrees less with the image than its coarse pose "
+            "is not published as refined; refined/details reports it with the reason",
+        ),
+    )
     max_detections: int = field(
         default=32,
         metadata=_param(

@@ -29,6 +29,11 @@ aligned to the object's region in the image by the sparse region-based method of
 contour templates cached per mesh, colour histograms learned from the image, regularised Newton steps);
 the score is then that of the aligned pose. With `stages=0` the network is skipped and the alignment alone
 refines the coarse pose (an object without trained weights).
+
+Guard (`refine(..., guard=True)`, on by default): the coarse and the refined pose are judged against the image
+by how well their outlines separate the image's own colours (pose_check.py; blind to colour casts); a
+refinement that agrees less than its coarse pose gets `guard` set and `converged` False, so that it is never
+passed on as refined (the node publishes it in refined/details only, with the reason).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from attn6d_ros.depth_search import DepthSearchConfig, search_depth
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
+from attn6d_ros.pose_check import AgreementConfig, guard_verdict, silhouette_agreement
 from attn6d_ros.region_fit import RegionFitConfig, fit_region
 from attn6d_ros.render import NEAR, Renderer
 
@@ -96,6 +102,11 @@ class RefinementResult:
         align_lines: correspondence lines the alignment's last step used; None when none ran.
         align_error: why the alignment failed (the pose before it is kept); None otherwise. With
             ``stages=0`` a failed alignment also sets ``error``.
+        agreement: [0, 1] how well the refined pose's outline separates the image's colours
+            (pose_check.py); None when the guard did not run.
+        agreement_init: the same for the coarse pose, judged in the same window.
+        guard: None, or why the guard judged the refined pose worse than the coarse one (then `converged`
+            is False, and the node does not publish it as refined); None also when the guard did not run.
     """
 
     object_id: str
@@ -114,6 +125,9 @@ class RefinementResult:
     align_energy: float | None = None
     align_lines: int | None = None
     align_error: str | None = None
+    agreement: float | None = None
+    agreement_init: float | None = None
+    guard: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -179,6 +193,7 @@ class Refiner:
         self.models: dict[str, ObjectModel] = {}
         self.last_timings_ms: dict[str, float] = {}
         self.max_batch = MAX_BATCH
+        self.agreement_config = AgreementConfig()
 
     @classmethod
     def from_checkpoint(
@@ -244,6 +259,7 @@ class Refiner:
         depth_search: bool = False,
         region_fit: bool = False,
         align: bool = False,
+        guard: bool = True,
     ) -> list[RefinementResult]:
         """Refines every detection of one image.
 
@@ -260,6 +276,8 @@ class Refiner:
                 paper).
             align: finally, align each pose to the object's region in the image (module docstring; not in
                 the paper). The first call per object loads or builds its templates (prepare_alignment).
+            guard: judge the coarse and the refined pose against the image (pose_check.py): a refinement
+                that agrees less than its coarse pose gets `guard` set and `converged` False.
 
         Returns:
             One RefinementResult per detection, in order.
@@ -282,18 +300,44 @@ class Refiner:
             timings["region_fit"] = 0.0
         if align:
             timings["align"] = 0.0
+        if guard:
+            timings["guard"] = 0.0
         # At most max_batch detections go through the network at once: memory stays flat however many a
         # detector sends (200 in one batch took 2 GB; issue 30).
         for start_index in range(0, len(valid), self.max_batch):
             batch = valid[start_index : start_index + self.max_batch]
             self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit,
                              align)  # fmt: skip
+        if guard:
+            tic = time.perf_counter()
+            for i in valid:
+                self._guard(image, K, results[i])
+            timings["guard"] += _ms_since(tic)
         elapsed = (time.perf_counter() - start) * 1000.0
         for result in results:
             result.elapsed_ms = elapsed
         timings["total"] = elapsed
         self.last_timings_ms = timings
         return results
+
+    def _guard(self, image: np.ndarray, K: np.ndarray, result: RefinementResult) -> None:
+        """Judges the coarse and the refined pose of one refined detection against the image and sets
+        `agreement`, `agreement_init` and, when the refinement made it worse, `guard` (pose_check.py)."""
+        if result.error is not None:
+            return
+        model = self.models[result.object_id]
+        try:
+            initial, refined = silhouette_agreement(image, K, [result.T_init, result.T], model,
+                                                    self.renderer, self.agreement_config)  # fmt: skip
+        except (
+            ValueError
+        ) as exc:  # no window around the coarse pose (part of it behind the camera)
+            log.debug("guard skipped for %s: %s", result.object_id, exc)
+            return
+        result.agreement, result.agreement_init = float(refined), float(initial)
+        result.guard = guard_verdict(initial, refined, self.agreement_config.guard_margin)
+        if result.guard is not None:
+            result.converged = False
 
     def _prepare(
         self, image: np.ndarray, K: np.ndarray, detections: list[tuple[str, np.ndarray]]

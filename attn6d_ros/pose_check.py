@@ -1,0 +1,91 @@
+"""How well poses agree with an image, judged by the image's own colours, and the guard built on it: a
+refinement that agrees less with the image than its coarse pose is never passed on as refined.
+
+Agreement of a pose: render its silhouette into a window around the object, learn a colour histogram of the
+pixels just inside its outline and one of the pixels just outside (a band of `band_px` on both sides), and
+measure how well the silhouette explains the colours of that band: 1 + mean log2 P(label | colour), where
+label is inside/outside. 1: the outline separates two sets of colours perfectly; 0: the colours say nothing
+about the outline (as for a silhouette placed on a uniform region or across the object). Because the
+colours are learned from the image itself, a white-balance cast, another exposure or a texture that is not
+the mesh's do not change it, unlike a comparison of the render's colours with the image (the refiner's
+`score`). Both poses of a detection are judged in the same window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.mesh import ObjectModel
+from attn6d_ros.render import Renderer
+from attn6d_ros.silhouette_score import (
+    colour_codes,
+    colour_posterior,
+    labelling_score,
+    outline_band,
+)
+
+
+@dataclass(frozen=True)
+class AgreementConfig:
+    """Settings of the agreement measure and the guard."""
+
+    size_px: int = 128  # side of the judging window, pixels
+    window_scale: float = (
+        1.25  # the window's half side, times the refiner's crop window (CROP_SCALE)
+    )
+    band_px: int = 6  # pixels on each side of the outline
+    colour_bins: int = 8  # per channel
+    # The guard trips when the refined pose's agreement is below the coarse pose's minus this margin.
+    guard_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.size_px < 32 or self.band_px < 1 or self.colour_bins < 2 or self.window_scale <= 0:
+            raise ValueError(f"AgreementConfig out of range: {self}")
+        if not 0.0 <= self.guard_margin < 1.0:
+            raise ValueError(f"guard_margin must be in [0, 1), got {self.guard_margin}")
+
+
+def silhouette_agreement(
+    image: np.ndarray,
+    K: np.ndarray,
+    poses: list[np.ndarray],
+    model: ObjectModel,
+    renderer: Renderer,
+    cfg: AgreementConfig | None = None,
+) -> np.ndarray:
+    """(N,) agreement in [0, 1] of each (4, 4) pose `T_cam_obj` with `image` (module docstring), all judged
+    in the window around the first pose. A pose whose silhouette leaves too few band pixels on either side
+    (outside the window, or too small) gets 0.
+
+    Raises:
+        ValueError: the first pose puts the object behind the camera (no window).
+    """
+    cfg = cfg or AgreementConfig()
+    window = compute_window(
+        K, poses[0], model.hull_vertices, scale=CROP_SCALE * cfg.window_scale, size_px=cfg.size_px
+    )
+    K_crop = crop_intrinsics(K, window)
+    codes = colour_codes(crop_image(np.asarray(image, dtype=np.float32), window), cfg.colour_bins)
+    masks = renderer.render_masks([(model, T, K_crop) for T in poses], cfg.size_px, cfg.size_px)
+    out = np.zeros(len(poses))
+    for i, mask in enumerate(masks):
+        band = outline_band(mask[None], cfg.band_px)
+        posterior = colour_posterior(codes, mask, band, cfg.colour_bins)
+        if posterior is not None:
+            bits = labelling_score(posterior, mask[band]) / np.log(2.0)
+            out[i] = float(np.clip(1.0 + bits, 0.0, 1.0))
+    return out
+
+
+def guard_verdict(agreement_init: float, agreement: float, margin: float) -> str | None:
+    """None when the refined pose agrees with the image at least as well as the coarse one (within
+    `margin`); otherwise why the refinement must not be passed on as refined."""
+    if agreement >= agreement_init - margin:
+        return None
+    return (
+        f"guard: the refined pose agrees less with the image than the coarse pose (agreement "
+        f"{agreement:.3f} < {agreement_init:.3f})"
+    )
