@@ -74,6 +74,8 @@ class CodeImage:
     def sample(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Codes of the pixels nearest to image positions (u, v) (equal shapes), -1 outside the window."""
         h, w = self.codes.shape
+        if h == 0 or w == 0:  # the window lies outside the image
+            return np.full(np.shape(u), -1, dtype=np.int32)
         col = np.rint(u).astype(np.int32) - self.origin[0]
         row = np.rint(v).astype(np.int32) - self.origin[1]
         inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)

@@ -34,7 +34,7 @@ from attn6d_ros.render import Renderer
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when what a template file holds changes: old files are then rebuilt
+FORMAT_VERSION = 2  # bump when what a template file holds changes: old files are then rebuilt
 _RENDER_CHUNK = 64  # views per render_batch call (one atlas read-back each)
 
 
@@ -81,7 +81,7 @@ class ViewTemplates:
         points: (V, N, 3) float32 contour points, metres.
         normals: (V, N, 3) float32 unit outward normals of the contour (orthogonal to the view direction).
         foreground_m: (V, N) float32 how far the silhouette continues inwards along -normal, metres at the
-            template distance (capped at the template image's extent).
+            template distance (capped at half the template image's side).
         background_m: (V, N) float32 how far it stays empty outwards along +normal, metres (capped alike).
         valid: (V, N) bool, False for padding where a view had fewer outline pixels than N.
         key: the cache key (mesh and settings hash).
@@ -237,9 +237,12 @@ def _contour_points(
     # A random subset of the outline pixels: spread evenly along the outline in expectation (RBGT).
     order = rng.permutation(len(rows))[: min(n, len(rows))]
     rows, cols = rows[order], cols[order]
-    smooth = ndimage.gaussian_filter(mask.astype(np.float32), 1.5)
-    gy, gx = np.gradient(smooth)
-    g = np.column_stack([gx[rows, cols], gy[rows, cols]]).astype(np.float64)
+    smooth = np.pad(ndimage.gaussian_filter(mask.astype(np.float32), 1.5), 1, mode="edge")
+    r, c = rows + 1, cols + 1  # central differences of the smoothed mask at the points only
+    g = 0.5 * np.column_stack(
+        [smooth[r, c + 1] - smooth[r, c - 1], smooth[r + 1, c] - smooth[r - 1, c]]
+    )
+    g = g.astype(np.float64)
     norm = np.linalg.norm(g, axis=1)
     keep = norm > 1e-6
     rows, cols, g, norm = rows[keep], cols[keep], g[keep], norm[keep]
@@ -256,18 +259,19 @@ def _run_length(
     mask: np.ndarray, start: np.ndarray, step: np.ndarray, *, inside: bool
 ) -> np.ndarray:
     """(M,) pixels walked from ``start`` along unit ``step`` while the mask stays ``inside`` (True: on the
-    object); a walk that leaves the image counts as never ending (the image's side)."""
+    object), capped at half the image's side (longer runs never matter to a line); a walk that leaves the
+    image counts as never ending."""
     H, W = mask.shape
-    limit = max(H, W)
-    k = np.arange(1, limit)
-    p = np.rint(start[:, None, :] + k[None, :, None] * step[:, None, :]).astype(
-        np.int64
-    )  # (M, k, 2)
-    u, v = p[..., 0], p[..., 1]
+    limit = max(H, W) // 2
+    k = np.arange(1, limit + 1, dtype=np.float32)
+    u = np.rint(start[:, 0:1] + k * step[:, 0:1]).astype(np.int32)  # (M, limit)
+    v = np.rint(start[:, 1:2] + k * step[:, 1:2]).astype(np.int32)
     out = (u < 0) | (u >= W) | (v < 0) | (v >= H)
-    changed = np.where(out, False, mask[np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)] != inside)
+    changed = (mask[np.clip(v, 0, H - 1), np.clip(u, 0, W - 1)] != inside) & ~out
     stop = changed | out
-    first = np.argmax(stop, axis=1)  # the first step that changes or leaves
+    first = np.argmax(
+        stop, axis=1
+    )  # the first step that changes or leaves (0 also when none does)
     ended = changed[np.arange(len(start)), first]
     return np.where(ended, first.astype(np.float64), float(limit))
 
