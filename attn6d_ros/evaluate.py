@@ -12,11 +12,16 @@ failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucke
 `--region-fit` one more, `region_fit`: the poses after the region fit (region_fit.py; after the depth
 search when both are asked for; `--region-fit-turn DEG` gives it its six extra starts); with `--align`
 one more, `align`: the poses after the region-based alignment, the final stage (align/; `--align-turn DEG`
-gives it six extra starts; `--stages 0 --align` runs the alignment alone, without the network).
+gives it six extra starts; `--stages 0 --align` runs the alignment alone, without the network). Every
+summary also has `guard`: how often the final pose is worse than the coarse one (ADD(-S) error larger by
+over 1 % of the diameter), how
+often the guard flags a refinement (refiner.py) and is right, and the share of cases the node would publish
+(no error, no guard, score >= its default min_score) although worse than the coarse pose.
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
-images, one object each, initial poses with DeepIM noise. Training validation calls `evaluate` on the same
-kind of scenes with the network being trained.
+images, one object each, initial poses with DeepIM noise. `--domain shifted` takes the shifted set instead
+(shifted_scenes.py: made by other code than the training data, never trained on). Training validation
+calls `evaluate` on the same kind of scenes with the network being trained.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from attn6d_ros.align import AlignConfig
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
+from attn6d_ros.params import NodeConfig
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.region_fit import RegionFitConfig
 from attn6d_ros.shifted_scenes import shifted_cases
@@ -44,6 +50,10 @@ from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
 log = logging.getLogger(__name__)
 
 OCCLUSION_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6))  # hidden share of the silhouette
+# What the node publishes by default, for the guard's summary.
+NODE_MIN_SCORE = NodeConfig().min_score
+# A final pose is worse than the coarse one: its ADD(-S) error is larger by over this share of the diameter.
+WORSE_MARGIN = 0.01
 
 
 @dataclass
@@ -125,6 +135,11 @@ def evaluate(
                 "ms": result.elapsed_ms,
                 "ok": result.ok,
                 "align_failed": result.align_error is not None,
+                "guarded": result.guard is not None,
+                # As the node would publish it with its default min_score (and the guard on).
+                "published": result.ok and result.guard is None and result.score >= NODE_MIN_SCORE,
+                "worse": errors[-1].add_or_add_s
+                > errors[0].add_or_add_s + WORSE_MARGIN * model.diameter,
                 "depth_rel": [T[2, 3] / case.T_gt[2, 3] - 1.0 for T in poses],
                 "add_true_depth": at_true_depth,
             }
@@ -170,6 +185,7 @@ def _summary(rows: list[dict], labels: list[str]) -> dict:
         "occlusion": {},
         "ms_per_object": float(np.mean([r["ms"] for r in rows])),
         "failed": sum(not r["ok"] for r in rows),
+        "guard": _guard_summary(rows),
         "align_failed": sum(r["align_failed"] for r in rows),
     }
     for low, high in OCCLUSION_BUCKETS:
@@ -182,6 +198,29 @@ def _summary(rows: list[dict], labels: list[str]) -> dict:
             "add_0.1d": rate("add_success", subset),
         }
     return summary
+
+
+def _guard_summary(rows: list[dict]) -> dict:
+    """How often the guard is right (refiner.py, pose_check.py): "worse" is a final pose whose ADD(-S) error
+    exceeds the coarse pose's by over WORSE_MARGIN diameters. Shares of all cases unless named "_of_"."""
+    worse = [r["worse"] for r in rows]
+    guarded = [r["guarded"] for r in rows]
+    published = [r["published"] for r in rows]
+    return {
+        "worse": _mean_or_none(worse),
+        "guarded": _mean_or_none(guarded),
+        "guarded_worse_of_guarded": _mean_or_none(
+            [w for w, g in zip(worse, guarded, strict=True) if g]
+        ),
+        "worse_guarded_of_worse": _mean_or_none(
+            [g for w, g in zip(worse, guarded, strict=True) if w]
+        ),
+        "published": _mean_or_none(published),
+        "published_worse": _mean_or_none([p and w for p, w in zip(published, worse, strict=True)]),
+        "add_0.1d_of_published": _mean_or_none(
+            [r["errors"][-1].add_success for r in rows if r["published"]]
+        ),
+    }
 
 
 def _signed_depth_error(percent: np.ndarray, labels: list[str]) -> dict:
@@ -229,6 +268,10 @@ def _mean(per_object: dict[str, dict]) -> dict:
             },
         }
     out["ms_per_object"] = float(np.mean([s["ms_per_object"] for s in summaries]))
+    out["guard"] = {
+        key: _mean_or_none([s["guard"][key] for s in summaries if s["guard"][key] is not None])
+        for key in summaries[0]["guard"]
+    }
     return out
 
 

@@ -61,7 +61,7 @@ from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
 from attn6d_ros.pose_check import AgreementConfig, guard_verdict, silhouette_agreement
 from attn6d_ros.region_fit import RegionFitConfig, fit_region
-from attn6d_ros.render import NEAR, Renderer
+from attn6d_ros.render import FAR, NEAR, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +364,11 @@ class Refiner:
                 if object_id not in self.models:
                     raise ValueError(f"unknown object_id {object_id!r}; known: {self.object_ids}")
                 T_init = check_pose(T_raw, name=f"detection {i} ({object_id}) pose")
+                if T_init[2, 3] > FAR:
+                    raise ValueError(
+                        f"pose depth {T_init[2, 3]:.3g} m is beyond the {FAR:g} m the renderer draws "
+                        "(a pose in millimetres?)"
+                    )
                 window = compute_window(
                     K, T_init, self.models[object_id].hull_vertices,
                     scale=CROP_SCALE, size_px=self.cfg.crop_size,

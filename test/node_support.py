@@ -291,7 +291,8 @@ def _ros_value(value) -> str:
 
 
 def base_params(checkpoint: Path, /, **overrides) -> dict:
-    """Node parameters for tests: the tiny checkpoint, the demo object, 1 CPU thread, 1 stage, all scores."""
+    """Node parameters for tests: the tiny checkpoint, the demo object, 1 CPU thread, 1 stage, all scores
+    (random weights: neither min_score nor the guard holds a refinement back)."""
     params = {
         "checkpoint": str(checkpoint),
         "objects_file": str(OBJECTS_FILE),
@@ -299,6 +300,7 @@ def base_params(checkpoint: Path, /, **overrides) -> dict:
         "cpu_threads": 1,
         "stages": 1,
         "min_score": 0.0,
+        "guard": False,
         "overlay.max_rate_hz": 0.0,
         "qos.image.reliability": "reliable",
         "qos.image.depth": 10,

@@ -69,7 +69,7 @@ def test_demo_prints_one_json_line_and_writes_overlays(
          "--rate", "2", "--out", str(out), "--cpu-threads", "1", "--stages", "1", "--device", "cpu",
          "--detect-every", str(detect_every),
          # Random weights score anything: let every refinement start and continue a track.
-         "--param", "min_score:=0.0", "--param", "tracking.min_score:=0.0"],
+         "--param", "min_score:=0.0", "--param", "tracking.min_score:=0.0", "--param", "guard:=false"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + (out / "node.log").read_text()

@@ -152,3 +152,25 @@ def test_cli_reports_the_depth_search_and_region_fit_columns(tmp_path: Path) -> 
     assert list(report["objects"]["demo_object"]["add_0.1d"]) == columns
     assert list(report["mean"]["add_0.1d"]) == columns
     assert report["region_fit_turn_deg"] == 8.0
+
+
+def test_guard_summary_counts_worse_flagged_and_published(models: dict) -> None:
+    from attn6d_ros.evaluate import _guard_summary
+
+    def row(worse: bool, guarded: bool, published: bool, success: bool) -> dict:
+        error = type("E", (), {"add_success": success})()
+        return {"worse": worse, "guarded": guarded, "published": published, "errors": [error]}
+
+    rows = [row(True, True, False, False), row(True, False, True, False), row(False, False, True, True),
+            row(False, True, False, True)]  # fmt: skip
+    summary = _guard_summary(rows)
+    assert summary["worse"] == 0.5 and summary["guarded"] == 0.5
+    assert summary["guarded_worse_of_guarded"] == 0.5 and summary["worse_guarded_of_worse"] == 0.5
+    assert summary["published"] == 0.5 and summary["published_worse"] == 0.25
+    assert summary["add_0.1d_of_published"] == 0.5
+    # In a report: the identity refiner never makes a pose worse, and the guard never flags it.
+    cases = synthetic_cases(models, 3, seed=1, synth=SynthConfig(crop_size=64))
+    refiner = Refiner(RefinerNet(ModelConfig.lite(crop_size=64)), device="cpu")
+    refiner.add_object("demo_object", models["demo_object"])
+    guard = evaluate(refiner, cases, models, stages=1)["mean"]["guard"]
+    assert guard["worse"] == 0.0 and guard["guarded"] == 0.0 and guard["published_worse"] == 0.0

@@ -368,7 +368,7 @@ def test_ros2_launch_refines_a_frame_and_stops_cleanly_on_sigint(
     params.write_text(
         "/**:\n  ros__parameters:\n"
         f"    checkpoint: {checkpoint}\n    objects_file: {REPO / 'config' / 'objects.yaml'}\n"
-        "    device: cpu\n    cpu_threads: 1\n    stages: 1\n    min_score: 0.0\n"
+        "    device: cpu\n    cpu_threads: 1\n    stages: 1\n    min_score: 0.0\n    guard: false\n"
         "    qos:\n      image:\n        reliability: reliable\n        depth: 10\n"
     )
     log_path = tmp_path / "launch.log"

@@ -64,7 +64,7 @@ def tiny_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = make_checkpoint(folder / "m.pt")
     return params_file(
         folder / "tiny.yaml", checkpoint=str(checkpoint), device="cpu", cpu_threads=1, stages=1,
-        min_score=0.0,
+        min_score=0.0, guard=False,
     )  # fmt: skip
 
 

@@ -69,6 +69,15 @@ def test_results_for_good_and_bad_detections_in_one_call(identity_refiner: Refin
         assert good.window is not None and good.elapsed_ms > 0
 
 
+def test_a_pose_beyond_the_far_plane_is_refused_by_name(identity_refiner: Refiner, scene) -> None:
+    # A pose in millimetres read as metres: 1e9 m away would otherwise be "refined" with no error.
+    image, T = scene
+    far = T.copy()
+    far[:3, 3] *= 1e9
+    bad, good = identity_refiner.refine(image, K, [("drill", far), ("drill", T)])
+    assert not bad.ok and "beyond the 20 m the renderer draws" in bad.error and good.ok
+
+
 def test_score_drops_for_a_wrong_pose(identity_refiner: Refiner, scene) -> None:
     image, T = scene
     wrong = T.copy()
