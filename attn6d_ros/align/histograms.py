@@ -55,44 +55,34 @@ class ColourModel:
         )
 
 
-@dataclass(frozen=True)
 class CodeImage:
-    """Quantised colour codes (0 .. bins**3 - 1) of the part of an image the lines can reach.
+    """Quantised colour codes (0 .. bins**3 - 1) of an image's pixels, computed for the pixels asked for
+    only (the lines touch a few ten thousand of an image's pixels).
 
-    Attributes:
-        codes: (h, w) int32 codes of the window's pixels.
-        origin: (column, row) of the window's first pixel in the image.
-        bins: bins per colour channel.
-        image_size: (width, height) of the whole image, pixels.
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        bins: bins per colour channel, a power of two from 2 to 256.
     """
 
-    codes: np.ndarray
-    origin: tuple[int, int]
-    bins: int
-    image_size: tuple[int, int]
+    def __init__(self, image: np.ndarray, bins: int) -> None:
+        self.height, self.width = image.shape[:2]
+        self.image_size = (self.width, self.height)
+        self.bins = bins
+        self._shift = 8 - int(np.log2(bins))
+        self._bits = int(np.log2(bins))
+        self._flat = np.ascontiguousarray(image).reshape(-1, 3)
 
     def sample(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Codes of the pixels nearest to image positions (u, v) (equal shapes), -1 outside the window."""
-        h, w = self.codes.shape
-        if h == 0 or w == 0:  # the window lies outside the image
-            return np.full(np.shape(u), -1, dtype=np.int32)
-        col = np.rint(u).astype(np.int32) - self.origin[0]
-        row = np.rint(v).astype(np.int32) - self.origin[1]
-        inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        flat = np.where(inside, row * w + col, 0)
-        return np.where(inside, self.codes.ravel()[flat], -1)
-
-
-def code_image(image: np.ndarray, box: tuple[int, int, int, int], bins: int) -> CodeImage:
-    """Colour codes of ``image`` (H, W, 3 uint8 RGB) within ``box`` = (u0, v0, u1, v1) pixels (end
-    exclusive), clipped to the image; ``bins`` a power of two from 2 to 256."""
-    H, W = image.shape[:2]
-    u0, v0 = max(0, box[0]), max(0, box[1])
-    u1, v1 = min(W, max(u0, box[2])), min(H, max(v0, box[3]))
-    shift = 8 - int(np.log2(bins))
-    q = (image[v0:v1, u0:u1] >> shift).astype(np.int32)
-    codes = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-    return CodeImage(codes=codes, origin=(u0, v0), bins=bins, image_size=(W, H))
+        """Codes of the pixels nearest to image positions (u, v) (equal shapes), -1 outside the image."""
+        col = np.rint(u).astype(np.int32)
+        row = np.rint(v).astype(np.int32)
+        inside = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        rgb = (
+            self._flat[np.where(inside, row * self.width + col, 0)] >> self._shift
+        )  # (..., 3) uint8
+        b = self._bits
+        codes = (rgb[..., 0].astype(np.int32) << 2 * b) | (rgb[..., 1].astype(np.int32) << b)
+        return np.where(inside, codes | rgb[..., 2], -1)
 
 
 MIN_PIXELS = 20  # fewer pixels on either side of the contour: no colour model

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attn6d_ros.align.histograms import CodeImage, ColourModel, code_image, learn_colour_model
+from attn6d_ros.align.histograms import CodeImage, ColourModel, learn_colour_model
 from attn6d_ros.align.lines import Contour, LineFit, colour_samples, fit_lines, project_contour
 from attn6d_ros.align.templates import TemplateConfig, ViewTemplates
 from attn6d_ros.geometry import check_intrinsics, check_pose
@@ -210,7 +210,7 @@ def align_pose(
     contour = project_contour(templates, T0, K)
     if isinstance(contour, str):
         return failed(contour)
-    codes = code_image(image, _reach(contour, cfg), cfg.colour_bins)
+    codes = CodeImage(image, cfg.colour_bins)
     colours = _learn_colours(codes, contour, cfg)
     if colours is None:
         return failed(_outside_message(contour, (image.shape[1], image.shape[0])))
@@ -310,20 +310,6 @@ def _fit(
     return fit_lines(image, contour, colours, scale=scale, search_segments=cfg.search_segments,
                      window_segments=cfg.window_segments, amplitude=cfg.step_amplitude,
                      slope=cfg.step_slope, min_run_segments=cfg.min_run_segments)  # fmt: skip
-
-
-def _reach(contour: Contour, cfg: AlignConfig) -> tuple[int, int, int, int]:
-    """Image box (u0, v0, u1, v1) the lines and colour samples can reach from ``contour`` while the pose
-    moves by up to half the contour's extent."""
-    low, high = contour.centres.min(axis=0), contour.centres.max(axis=0)
-    margin = (
-        (cfg.search_segments + cfg.window_segments) * max(cfg.scales)
-        + cfg.colour_length_px
-        + 0.5 * float(np.max(high - low))
-    )
-    u0, v0 = np.floor(low - margin).astype(int)
-    u1, v1 = np.ceil(high + margin).astype(int) + 1
-    return int(u0), int(v0), int(u1), int(v1)
 
 
 def _learn_colours(
