@@ -1,4 +1,5 @@
-"""`ruff check` is part of the test suite: the code stays lint-clean (config in ruff.toml)."""
+"""`ruff check` and `ruff format --check` are part of the test suite: the code stays lint-clean and formatted
+(config in ruff.toml)."""
 
 import shutil
 import subprocess
@@ -10,9 +11,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_check_is_clean() -> None:
+def _ruff() -> str:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.fail("ruff is not installed (requirements/dev.txt)")
-    result = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True)
+    return ruff
+
+
+@pytest.mark.parametrize(
+    "command", [["check", "."], ["format", "--check", "."]], ids=["check", "format"]
+)
+def test_ruff_is_clean(command: list[str]) -> None:
+    result = subprocess.run([_ruff(), *command], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
