@@ -7,6 +7,12 @@ Format (config/objects.yaml)::
                                       # (a variable holding a relative path: relative to the working dir)
       units: m                        # m | cm | mm (the unit of the file's coordinates)
       symmetric: false                # ADD-S and a symmetric loss when true
+      method: auto                    # auto | network | align (optional; default auto)
+
+`method` says what refines the object: `network` (the checkpoint's stages, then whatever the caller asks
+for), `align` (the region-based alignment alone, with several starts: an object without trained weights),
+or `auto`: `network` when the checkpoint was trained on the object or does not say which objects it was
+trained on (its metadata), `align` when it lists others only. See `uses_network`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import yaml
 from attn6d_ros.mesh import UNIT_SCALE, ObjectModel, load_mesh
 from attn6d_ros.paths import resolve_path
 
-_KEYS = {"mesh", "units", "symmetric"}
+_KEYS = {"mesh", "units", "symmetric", "method"}
+METHODS = ("auto", "network", "align")
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 
@@ -33,6 +40,7 @@ class ObjectSpec:
     mesh: Path
     units: str = "m"
     symmetric: bool = False
+    method: str = "auto"
 
     def load(self) -> ObjectModel:
         return load_mesh(
@@ -74,14 +82,30 @@ def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
         symmetric = entry.get("symmetric", False)
         if not isinstance(symmetric, bool):
             raise ValueError(f"{where}.symmetric must be true or false, got {symmetric!r}")
+        method = entry.get("method", "auto")
+        if method not in METHODS:
+            raise ValueError(f"{where}.method must be one of {METHODS}, got {method!r}")
         mesh = Path(resolve_path(_expand_variables(str(entry["mesh"])), relative_to=path.parent))
         if not mesh.is_file():
             names = [_variable_name(m) for m in _VARIABLE.finditer(str(entry["mesh"]))]
             unset = [name for name in names if name not in os.environ]
             hint = f" (environment variable {', '.join(unset)} is not set)" if unset else ""
             raise FileNotFoundError(f"{where}.mesh: file not found: {mesh}{hint}")
-        specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric)
+        specs[str(object_id)] = ObjectSpec(str(object_id), mesh, units, symmetric, method)
     return specs
+
+
+def uses_network(spec: ObjectSpec, trained_on: bool | None) -> bool:
+    """Whether the network refines this object (else the alignment alone does; module docstring).
+
+    Args:
+        spec: the object's table row.
+        trained_on: whether the checkpoint was trained on it (Refiner.trained_on); None when the checkpoint
+            does not say.
+    """
+    if spec.method == "auto":
+        return trained_on is not False
+    return spec.method == "network"
 
 
 def _expand_variables(text: str) -> str:

@@ -28,7 +28,13 @@ Alignment (`refine(..., align=True)`; off by default): the final stage, after ev
 aligned to the object's region in the image by the sparse region-based method of Stoiber et al. (align/:
 contour templates cached per mesh, colour histograms learned from the image, regularised Newton steps);
 the score is then that of the aligned pose. With `stages=0` the network is skipped and the alignment alone
-refines the coarse pose (an object without trained weights).
+refines the coarse pose.
+
+Objects without trained weights (`add_object(..., network=False)`): the network never refines them; every call
+refines them by the alignment alone, from the coarse pose and from it turned about each camera axis
+(`align_only_config`, several starts), whatever `stages` and `align` say, so a new mesh is refined on day one.
+`trained_on(object_id)` says whether the checkpoint's metadata lists the object among those it was trained on.
+Every result's `method` says what refined it ("network", "network+align", "align", ...).
 
 Guard (`refine(..., guard=True)`, on by default): the coarse and the refined pose are judged against the image
 by how well their outlines separate the image's own colours (pose_check.py; blind to colour casts); a
@@ -71,6 +77,9 @@ CONVERGED_FRACTION = 0.01
 # Detections refined together (one render batch and one network call per stage); more are refined in
 # batches of this size. Peak memory then no longer grows with the count (bench --memory, README).
 MAX_BATCH = 16
+# Objects without trained weights are aligned from the coarse pose and from it turned by +- this about each
+# camera axis (7 starts): about the rotation noise of a detector's coarse pose (DeepIM's 15 degrees).
+ALIGN_ONLY_TURN_DEG = 15.0
 
 
 @dataclass
@@ -107,6 +116,9 @@ class RefinementResult:
         agreement_init: the same for the coarse pose, judged in the same window.
         guard: None, or why the guard judged the refined pose worse than the coarse one (then `converged`
             is False, and the node does not publish it as refined); None also when the guard did not run.
+        method: what refined the pose, "+"-joined in order: "network" (stages > 0), "depth_search",
+            "region_fit", "align"; "align" alone for an object without trained weights; "none" when nothing
+            ran; "" when the detection was not refined (error before refinement).
     """
 
     object_id: str
@@ -128,6 +140,7 @@ class RefinementResult:
     agreement: float | None = None
     agreement_init: float | None = None
     guard: str | None = None
+    method: str = ""
 
     @property
     def ok(self) -> bool:
@@ -165,6 +178,8 @@ class Refiner:
         region_fit_config: settings of the region fit, when a call asks for it (default
             RegionFitConfig()).
         align_config: settings of the alignment, when a call asks for it (default AlignConfig()).
+        align_only_config: settings of the alignment that alone refines objects without trained weights
+            (default AlignConfig(start_turn_deg=ALIGN_ONLY_TURN_DEG)).
         align_cache_dir: where the alignment's templates are cached (default: align.default_cache_dir()).
     """
 
@@ -178,6 +193,7 @@ class Refiner:
         depth_search_config: DepthSearchConfig | None = None,
         region_fit_config: RegionFitConfig | None = None,
         align_config: AlignConfig | None = None,
+        align_only_config: AlignConfig | None = None,
         align_cache_dir: str | Path | None = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -188,6 +204,9 @@ class Refiner:
         self.depth_search_config = depth_search_config or DepthSearchConfig()
         self.region_fit_config = region_fit_config or RegionFitConfig()
         self.align_config = align_config or AlignConfig()
+        turned = AlignConfig(start_turn_deg=ALIGN_ONLY_TURN_DEG)
+        self.align_only_config = align_only_config or turned
+        self.align_only: set[str] = set()  # objects without trained weights (add_object)
         self.align_cache_dir = align_cache_dir
         self._align_templates: dict[str, ViewTemplates] = {}
         self.models: dict[str, ObjectModel] = {}
@@ -205,6 +224,7 @@ class Refiner:
         depth_search_config: DepthSearchConfig | None = None,
         region_fit_config: RegionFitConfig | None = None,
         align_config: AlignConfig | None = None,
+        align_only_config: AlignConfig | None = None,
         align_cache_dir: str | Path | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
@@ -212,20 +232,37 @@ class Refiner:
         return cls(net, device=device, renderer=renderer, metadata=metadata,
                    depth_search_config=depth_search_config,
                    region_fit_config=region_fit_config, align_config=align_config,
-                   align_cache_dir=align_cache_dir)  # fmt: skip
+                   align_only_config=align_only_config, align_cache_dir=align_cache_dir)  # fmt: skip
 
     @property
     def object_ids(self) -> list[str]:
         return sorted(self.models)
 
-    def add_object(self, object_id: str, model: ObjectModel) -> None:
-        """Registers a mesh under `object_id` (the detector's class id). Replaces an earlier one."""
+    def add_object(self, object_id: str, model: ObjectModel, *, network: bool = True) -> None:
+        """Registers a mesh under `object_id` (the detector's class id). Replaces an earlier one.
+
+        Args:
+            network: False for an object the network has no trained weights for: it is then refined by the
+                alignment alone, with several starts (module docstring; see `trained_on`).
+        """
         if not isinstance(object_id, str) or not object_id:
             raise ValueError(f"object_id must be a non-empty string, got {object_id!r}")
         if object_id in self.models:
             self.renderer.release(self.models[object_id])
         self._align_templates.pop(object_id, None)
         self.models[object_id] = model
+        if network:
+            self.align_only.discard(object_id)
+        else:
+            self.align_only.add(object_id)
+
+    def trained_on(self, object_id: str) -> bool | None:
+        """Whether the checkpoint's metadata lists `object_id` among the objects it was trained on; None
+        when it lists none (weights saved without that record)."""
+        objects = self.metadata.get("objects")
+        if not isinstance(objects, dict) or not objects:
+            return None
+        return object_id in objects
 
     def prepare_alignment(self, object_ids: list[str] | None = None) -> list[str]:
         """Loads (or builds and caches, about a minute per mesh on a CPU) the alignment's templates of
@@ -260,6 +297,7 @@ class Refiner:
         region_fit: bool = False,
         align: bool = False,
         guard: bool = True,
+        align_config: AlignConfig | None = None,
     ) -> list[RefinementResult]:
         """Refines every detection of one image.
 
@@ -278,6 +316,11 @@ class Refiner:
                 the paper). The first call per object loads or builds its templates (prepare_alignment).
             guard: judge the coarse and the refined pose against the image (pose_check.py): a refinement
                 that agrees less than its coarse pose gets `guard` set and `converged` False.
+            align_config: settings of this call's alignments, for every object (e.g. one start while
+                tracking); default `align_config`, and `align_only_config` for objects without weights.
+
+        Objects added with ``network=False`` are refined by the alignment alone whatever `stages` and
+        `align` say (module docstring).
 
         Returns:
             One RefinementResult per detection, in order.
@@ -298,16 +341,23 @@ class Refiner:
             timings["depth_search"] = 0.0
         if region_fit:
             timings["region_fit"] = 0.0
-        if align:
+        alone = [i for i in valid if results[i].object_id in self.align_only]
+        network = [i for i in valid if results[i].object_id not in self.align_only]
+        if align or alone:
             timings["align"] = 0.0
         if guard:
             timings["guard"] = 0.0
         # At most max_batch detections go through the network at once: memory stays flat however many a
         # detector sends (200 in one batch took 2 GB; issue 30).
-        for start_index in range(0, len(valid), self.max_batch):
-            batch = valid[start_index : start_index + self.max_batch]
+        for start_index in range(0, len(network), self.max_batch):
+            batch = network[start_index : start_index + self.max_batch]
             self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit,
-                             align)  # fmt: skip
+                             align, align_config or self.align_config)  # fmt: skip
+        # Objects without trained weights: the alignment alone.
+        for start_index in range(0, len(alone), self.max_batch):
+            batch = alone[start_index : start_index + self.max_batch]
+            self._run_stages(image, K, results, batch, 0, timings, False, False, True,
+                             align_config or self.align_only_config)  # fmt: skip
         if guard:
             tic = time.perf_counter()
             for i in valid:
@@ -398,6 +448,7 @@ class Refiner:
         depth_search: bool,
         region_fit: bool,
         align: bool = False,
+        align_config: AlignConfig | None = None,
     ) -> None:
         S = self.cfg.crop_size
         dev = self.device
@@ -481,7 +532,8 @@ class Refiner:
         if align:
             tic = time.perf_counter()
             for j in np.flatnonzero(alive):
-                aligned[j] = self._align(image, K, final[j], results[valid[j]].object_id)
+                aligned[j] = self._align(image, K, final[j], results[valid[j]].object_id,
+                                         align_config or self.align_config)  # fmt: skip
                 _record_alignment(results[valid[j]], aligned[j], final[j], models[j], n_stages)
                 final[j] = results[valid[j]].T
             timings["align"] += _ms_since(tic)
@@ -503,15 +555,18 @@ class Refiner:
             last = stage_poses[j][-1] if stage_poses[j] else result.T
             moved = _mean_point_motion(models[j].points, previous, last)
             result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
+            steps = [("network", n_stages > 0), ("depth_search", depth_search),
+                     ("region_fit", region_fit), ("align", align)]  # fmt: skip
+            result.method = "+".join(name for name, ran in steps if ran) or "none"
         timings["score"] += _ms_since(tic)
 
     def _align(
-        self, image: np.ndarray, K: np.ndarray, T: np.ndarray, object_id: str
+        self, image: np.ndarray, K: np.ndarray, T: np.ndarray, object_id: str, config: AlignConfig
     ) -> AlignResult:
         """The alignment of one pose; its templates are loaded or built on first use."""
         self.prepare_alignment([object_id])
         try:
-            return align_pose(image, K, T, self._align_templates[object_id], self.align_config)
+            return align_pose(image, K, T, self._align_templates[object_id], config)
         except ValueError as exc:  # a malformed pose from an earlier stage: keep it
             return AlignResult(T=T, energy=float("inf"), valid_lines=0, error=str(exc))
 
