@@ -7,8 +7,10 @@ same outcome:
 1. `detection_jobs` (or `tracked_jobs` for a frame without detections, with tracking.enabled): one `Job` per
    object, named for TF and refined/details (`conversions.instance_names`);
 2. `reject_frame`: a frame whose image or camera_info cannot be used marks every job failed;
-3. `refine_jobs`: one `Refiner.refine` batch over the jobs without an error;
-4. `outcome`: per job, the error refined/details reports and whether the refined pose is published;
+3. `refine_jobs`: one `Refiner.refine` batch over the jobs without an error; a tracked frame with
+   tracking.method align is refined by the alignment alone from the tracks' poses (one start, no network);
+4. `outcome`: per job, the error refined/details reports and whether the refined pose is published (a
+   tracked pose whose alignment failed is not);
 5. `update_tracks`: the published results become the tracks (tracking.enabled).
 
 Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres. Parameters come from params.NodeConfig.
@@ -17,7 +19,7 @@ Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres. Parameters come fro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -111,11 +113,35 @@ def region_fit_config(cfg: NodeConfig) -> Any:
     return RegionFitConfig(start_turn_deg=cfg.region_fit_turn_deg)
 
 
+def apply_align_settings(refiner: Any, cfg: NodeConfig) -> None:
+    """Sets the Refiner's alignment starts from the parameters (align_turn_deg, align_only_turn_deg); its
+    other alignment settings (templates) stay."""
+    if refiner.align_config.start_turn_deg != cfg.align_turn_deg:
+        refiner.align_config = replace(refiner.align_config, start_turn_deg=cfg.align_turn_deg)
+    if refiner.align_only_config.start_turn_deg != cfg.align_only_turn_deg:
+        refiner.align_only_config = replace(
+            refiner.align_only_config, start_turn_deg=cfg.align_only_turn_deg
+        )
+
+
+def tracks_by_alignment(jobs: list[Job], cfg: NodeConfig) -> bool:
+    """Whether this frame is refined by the alignment alone: its jobs come from tracks and
+    tracking.method is align."""
+    return cfg.tracking_method == "align" and any(job.tracked for job in jobs)
+
+
+def needs_alignment(cfg: NodeConfig) -> bool:
+    """Whether frames may be aligned with these parameters (align, or tracking by alignment); objects
+    without trained weights always are."""
+    return cfg.align or (cfg.tracking_enabled and cfg.tracking_method == "align")
+
+
 def refine_jobs(
     refiner: Any, rgb_u8: np.ndarray | None, K: np.ndarray | None, jobs: list[Job], cfg: NodeConfig
 ) -> tuple[dict[int, Any], float]:
     """Refines every job without an error in one `Refiner.refine` batch (stages, depth_search, region_fit,
-    guard from `cfg`).
+    align, guard from `cfg`). A tracked frame with tracking.method align is refined by the alignment alone
+    (stages=0, align, one start from each track's pose; the guard as configured).
 
     Args:
         refiner: the Refiner (called on the thread that created it).
@@ -131,15 +157,24 @@ def refine_jobs(
         return {}, 0.0
     if cfg.region_fit:
         refiner.region_fit_config = region_fit_config(cfg)  # run-time changes take effect
+    apply_align_settings(refiner, cfg)
+    settings: dict[str, Any] = dict(
+        stages=cfg.stages or None, depth_search=cfg.depth_search, region_fit=cfg.region_fit,
+        align=cfg.align,
+    )  # fmt: skip
+    if tracks_by_alignment([jobs[i] for i in refinable], cfg):
+        # From the last frame's pose the object moved little: one start, every object (also those without
+        # trained weights), no network.
+        one_start = replace(refiner.align_config, start_turn_deg=0.0)
+        settings = dict(stages=0, depth_search=False, region_fit=False, align=True,
+                        align_config=one_start)  # fmt: skip
     try:
         out = refiner.refine(
             rgb_u8,
             K,
             [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
-            stages=cfg.stages or None,
-            depth_search=cfg.depth_search,
-            region_fit=cfg.region_fit,
             guard=cfg.guard,
+            **settings,
         )
     except ValueError as exc:
         # The image or K as a whole (already checked by the caller), or stages.
@@ -165,6 +200,12 @@ def outcome(job: Job, result: Any, min_score: float) -> tuple[str | None, bool]:
         )
     if result.guard is not None:  # set only with the guard parameter on
         return f"{result.guard}: not published as refined", False
+    if job.tracked and result.align_error is not None:
+        return (
+            f"{job.source} ({job.class_id!r}): alignment failed: {result.align_error}: not "
+            "published as refined",
+            False,
+        )
     return None, True
 
 

@@ -14,12 +14,21 @@ Topics (relative, remappable), every output stamped with the input image's heade
   (visualization_msgs/MarkerArray for RViz, markers.py; only while subscribed), ``/diagnostics``.
 - service ``~/reset_tracking`` (std_srvs/Trigger).
 
+Alignment (align, align_turn_deg): the region-based alignment (align/) as the final stage after the network's.
+Objects the checkpoint has no trained weights for (objects table `method`, objects.py) are refined by the
+alignment alone with several starts (align_only_turn_deg); refined/details says how each pose was refined.
+The alignment's contour templates are prepared at start-up (built once per mesh and cached on disk; the log
+says how long it took and whether the cache had them), or on the first frame that needs them after a run-time
+change of align or tracking.method.
+
 Tracking (tracking.*): a frame whose detection array is empty is refined from the last refined poses
-(tracking.py). With tracking.wait_s > 0, images for which no detections arrive at all are tracked too: a
-second synchronizer pairs image and camera_info; a pair still without detections tracking.wait_s after it
-arrived goes to the worker as an image-only frame (when there are tracks). Each image stamp is refined once:
-detections arriving for an image already refined from the tracks are ignored, with a warning to raise
-tracking.wait_s. In the latest-only slot a frame with detections is never replaced by an image-only one.
+(tracking.py); with tracking.method align (the default) by the alignment alone, without the network, so that
+between two detector answers the pose follows the object at camera rate. With tracking.wait_s > 0, images
+for which no detections arrive at all are tracked too: a second synchronizer pairs image and camera_info; a
+pair still without detections tracking.wait_s after it arrived goes to the worker as an image-only frame
+(when there are tracks). Each image stamp is refined once: detections arriving for an image already refined
+from the tracks are ignored, with a warning to raise tracking.wait_s. In the latest-only slot a frame with
+detections is never replaced by an image-only one.
 
 What is published for a detection that is not refined: it is left out of refined/detections, refined/pose
 and TF (a coarse pose is never published as if refined), and refined/details reports it with `error` naming
@@ -72,7 +81,7 @@ from attn6d_ros.frame_jobs import Job as _Job
 from attn6d_ros.markers import MarkerItem, marker_array
 from attn6d_ros.mesh import UNIT_SCALE
 from attn6d_ros.msg import RefinementArray
-from attn6d_ros.objects import read_object_table
+from attn6d_ros.objects import read_object_table, uses_network
 from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
 from attn6d_ros.paths import resolve_path, share_dir
 from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
@@ -169,6 +178,7 @@ class RefineNode(Node):
         self.device = "?"
         self._model_stages = (1, False)  # (num_stages, shared_stages), set by the worker
         self._boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._alignment_ready: set[str] = set()  # objects whose alignment templates are loaded
         # refined/* are built by refinement_messages.py (shared with the bag tool).
         self._msg_types = MessageTypes.from_rclpy()
         self._marker_meshes: dict[str, tuple[Path, float, float]] = {}  # mesh, scale, diameter
@@ -447,29 +457,59 @@ class RefineNode(Node):
             self.get_logger().info(f"device 'auto' -> {device}")
         refiner = Refiner.from_checkpoint(checkpoint, device=str(device),
                                           region_fit_config=frame_jobs.region_fit_config(cfg))  # fmt: skip
+        frame_jobs.apply_align_settings(refiner, cfg)
         self.device = str(device)
         if device.type == "cuda":
             self.device += f" ({torch.cuda.get_device_name(device)})"
         for object_id, spec in self._object_specs.items():
             model = spec.load()
-            refiner.add_object(object_id, model)
+            refiner.add_object(
+                object_id, model, network=uses_network(spec, refiner.trained_on(object_id))
+            )
             self._boxes[object_id] = object_box(model)
             self._marker_meshes[object_id] = (spec.mesh, UNIT_SCALE[spec.units], model.diameter)
+        if refiner.align_only:
+            self.get_logger().info(
+                f"refined by the alignment alone (no trained weights in {checkpoint.name}, or method "
+                f"'align' in the objects table), {cfg.align_only_turn_deg} degree turns: "
+                f"{sorted(refiner.align_only)}"
+            )
         self._model_stages = (refiner.cfg.num_stages, refiner.cfg.shared_stages)
         problem = _stages_problem(cfg.stages, *self._model_stages)
         if problem:
             raise ParameterError("stages", problem)
+        # Before the warm-up and the first frame: building a mesh's templates takes up to a minute.
+        self._prepare_alignment(refiner, cfg, "start-up")
         if cfg.warmup:
             tic = time.perf_counter()
-            _warm_up(refiner, cfg.stages or None, cfg.depth_search, cfg.region_fit)
+            _warm_up(refiner, cfg.stages or None, cfg.depth_search, cfg.region_fit, cfg.align)
             self.get_logger().info(
                 f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {self.device} "
                 f"({refiner.renderer.describe()})"
             )
         return refiner
 
+    def _prepare_alignment(self, refiner: Any, cfg: NodeConfig, when: str) -> None:
+        """Loads (or builds and caches) the alignment templates of the objects that these parameters may
+        align, and logs per object how long it took and whether the cache had them."""
+        wanted = (
+            refiner.object_ids if frame_jobs.needs_alignment(cfg) else sorted(refiner.align_only)
+        )
+        for object_id in wanted:
+            if object_id in self._alignment_ready:
+                continue
+            tic = time.perf_counter()
+            built = refiner.prepare_alignment([object_id])
+            how = "built and cached" if built else "loaded from the cache"
+            self.get_logger().info(
+                f"alignment templates of {object_id!r} {how} in "
+                f"{(time.perf_counter() - tic) * 1000:.0f} ms ({when})"
+            )
+            self._alignment_ready.add(object_id)
+
     def _process(self, refiner: Any, frame: _Frame) -> None:
         cfg = self.config
+        self._prepare_alignment(refiner, cfg, "run-time change of align or tracking.method")
         header = frame.image.header
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
         if frame.image_only:
@@ -768,7 +808,9 @@ def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
 
 
-def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: bool) -> None:
+def _warm_up(
+    refiner: Any, stages: int | None, depth_search: bool, region_fit: bool, align: bool
+) -> None:
     """One refinement of every object on a synthetic 640x480 frame: GL context, mesh uploads, kernels."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
@@ -779,7 +821,7 @@ def _warm_up(refiner: Any, stages: int | None, depth_search: bool, region_fit: b
         T[2, 3] = max(0.3, 3.0 * refiner.models[object_id].diameter)  # about a third of the image
         detections.append((object_id, T))
     refiner.refine(image, K, detections, stages=stages, depth_search=depth_search,
-                   region_fit=region_fit)  # fmt: skip
+                   region_fit=region_fit, align=align)  # fmt: skip
 
 
 def main(args: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 DEFAULT_CHECKPOINT = "package://attn6d_ros/models/demo_refiner.pt"
 DEFAULT_OBJECTS_FILE = "package://attn6d_ros/config/objects.yaml"
 RELIABILITIES = ("best_effort", "reliable")
+TRACKING_METHODS = ("align", "network")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # tf2 rejects a leading '/' and whitespace; the rest of REP 103 naming is a convention, not a tf2 rule.
 _FRAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*/?$")
@@ -149,6 +150,35 @@ class NodeConfig:
             "With region_fit: 0 fits from the network's pose only; > 0 also from that pose turned by "
             "+- this about each camera axis, degrees (7 starts, the best-scoring fit wins; README: 8). "
             "Seven times the region fit's cost",
+            range=(0.0, 90.0),
+        ),
+    )
+    align: bool = field(
+        default=False,
+        metadata=_param(
+            "align",
+            "After the last stage (and the depth search and region fit when they run), align each pose "
+            "to the object's region in the image (align/: sparse region-based alignment after Stoiber "
+            "et al.; contour templates prepared at start-up and cached per mesh, colour histograms "
+            "learned from the image). Not in the paper",
+        ),
+    )
+    align_turn_deg: float = field(
+        default=0.0,
+        metadata=_param(
+            "align_turn_deg",
+            "With align: 0 aligns from the network's pose only; > 0 also from that pose turned by +- "
+            "this about each camera axis, degrees (7 starts, the lowest energy wins)",
+            range=(0.0, 90.0),
+        ),
+    )
+    align_only_turn_deg: float = field(
+        default=15.0,
+        metadata=_param(
+            "align_only_turn_deg",
+            "Objects without trained weights (objects table 'method', objects.py) are refined by the "
+            "alignment alone, from the coarse pose and from it turned by +- this about each camera axis, "
+            "degrees (7 starts); 0: from the coarse pose only",
             range=(0.0, 90.0),
         ),
     )
@@ -319,6 +349,18 @@ class NodeConfig:
             "tracking.min_score",
             "A refined pose scoring below this does not start or continue a track",
             range=(0.0, 1.0),
+        ),
+    )
+    tracking_method: str = field(
+        default="align",
+        metadata=_param(
+            "tracking.method",
+            "How a tracked frame (no detections) is refined from the last poses: align, by the "
+            "alignment alone from each track's pose, one start, no network (a few ms per object: "
+            "follows the object at camera rate on a CPU); network, as a frame with detections (stages, "
+            "and the alignment when align is true). A tracked pose whose alignment failed is not "
+            "published as refined",
+            choices=TRACKING_METHODS,
         ),
     )
     tracking_wait_s: float = field(
