@@ -181,7 +181,7 @@ def _refinement(types: MessageTypes, job: Job, result: Any, error: str | None) -
         return types.Refinement(
             object_id=job.class_id, instance_id=job.instance_id, initial_pose=initial,
             refined_pose=initial, stage_poses=[], depth_factor=0.0, fit_motion_m=0.0, score=0.0,
-            converged=False, tracked=job.tracked, error=error or "",
+            converged=False, tracked=job.tracked, method="", error=error or "",
         )  # fmt: skip
     return types.Refinement(
         object_id=job.class_id,
@@ -194,6 +194,7 @@ def _refinement(types: MessageTypes, job: Job, result: Any, error: str | None) -
         score=float(result.score),
         converged=bool(result.converged),
         tracked=job.tracked,
+        method=result.method,
         error=error or "",
     )
 

@@ -224,6 +224,7 @@ def test_tracking_follows_the_object_by_the_alignment_alone(
     first = _send(node, peer, t0, rgb, [("mug", "demo_object", _coarse(T_gt))]).refinements[0]
     # From a detection: the network's stage (identity here), then the alignment.
     assert first.error == "" and not first.tracked and len(first.stage_poses) == 1
+    assert first.method == "network+align"
     assert _add_d(demo_model, pose_to_matrix(first.refined_pose), T_gt) < 0.1
     previous = pose_to_matrix(first.refined_pose)
     for i in range(1, 6):
@@ -231,7 +232,7 @@ def test_tracking_follows_the_object_by_the_alignment_alone(
         t = t0 + 0.1 * i
         (tracked,) = _send(node, peer, t, rgb, []).refinements
         assert tracked.tracked and tracked.error == "", tracked.error
-        assert tracked.stage_poses == []  # no network
+        assert tracked.stage_poses == [] and tracked.method == "align"  # no network
         assert np.allclose(pose_to_matrix(tracked.initial_pose), previous, atol=1e-6)
         previous = pose_to_matrix(tracked.refined_pose)
         assert _add_d(demo_model, previous, T_gt) < 0.1, i
@@ -254,6 +255,7 @@ def test_tracking_method_network_runs_the_stages_on_tracks(
     (tracked,) = _send(node, peer, t0 + 0.1, frames[1][0], []).refinements
     node.destroy_node()
     assert tracked.tracked and tracked.error == "" and len(tracked.stage_poses) == 1
+    assert tracked.method == "network"
 
 
 @pytest.mark.ros
@@ -271,7 +273,7 @@ def test_a_tracked_pose_whose_alignment_fails_is_not_published(
     node._tracker.replace([Track("mug", "", "demo_object", T_edge, 0.9, t0)], 0.0)
     t1 = t0 + 0.1
     (lost,) = _send(node, peer, t1, grey, []).refinements
-    assert lost.tracked and "alignment failed" in lost.error
+    assert lost.tracked and "alignment failed" in lost.error and lost.method == "align"
     assert key_of(t1) not in peer.outputs["refined/pose"]
     assert len(node._tracker) == 0  # the track is dropped
     node.destroy_node()
@@ -310,6 +312,7 @@ def test_objects_without_weights_are_refined_by_the_alignment_alone(
     auto, new, known = details.refinements
     assert auto.error == new.error == known.error == ""
     assert auto.stage_poses == new.stage_poses == [] and len(known.stage_poses) == 1
+    assert (auto.method, new.method, known.method) == ("align", "align", "network")
     assert _add_d(demo_model, pose_to_matrix(new.refined_pose), T_gt) < 0.1
     # Exactly what the library does with such an object.
     refiner = Refiner.from_checkpoint(checkpoint, "cpu")
