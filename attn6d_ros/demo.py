@@ -14,11 +14,13 @@ The graph:
   namespace /demo with its three inputs remapped to those topics, as a user would launch it;
 - ``demo_recorder`` (this process) pairs refined/details with the ground truth and saves the overlays.
 
-At the end it prints one JSON line: frames published and processed, ADD 0.1d accuracy of the coarse and of the
-refined poses over the processed frames, how many of them were refined from tracks, median latency, dropped
-frames (node back-pressure counter), and
-writes every overlay as PNG plus an animated GIF to the output folder (demo_out/). The node's log goes to
-<out>/node.log. Discovery stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless set otherwise).
+At the end it prints one JSON line: frames published (and the camera's achieved rate: rendering a frame takes
+time too) and processed, ADD 0.1d accuracy of the coarse and of the refined poses over the processed frames,
+how many of them were refined from tracks (by the alignment alone with the default tracking.method) and the
+refined accuracy over those, the methods that refined them, median latency, dropped frames (node
+back-pressure counter), and writes every overlay as PNG plus an animated GIF to the output folder
+(demo_out/). The node's log goes to <out>/node.log. Discovery stays on loopback
+(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless set otherwise).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +168,7 @@ class Recording:
     frames: dict[int, FrameRecord] = field(default_factory=dict)  # by image stamp (ns)
     dropped_frames: int | None = None
     device: str = ""
+    publish_times: list[float] = field(default_factory=list)  # time.monotonic() of each frame sent
 
 
 def _make_nodes(args, model, recording: Recording):
@@ -211,6 +215,7 @@ def _make_nodes(args, model, recording: Recording):
             info.d = [0.0] * 5
             info.r = np.eye(3).reshape(9).tolist()
             info.p = np.hstack([K_DEMO, np.zeros((3, 1))]).reshape(12).tolist()
+            recording.publish_times.append(time.monotonic())
             self.pub_image.publish(conversions.rgb_to_image(image, header))
             self.pub_info.publish(info)
             self.pub_truth.publish(
@@ -304,6 +309,7 @@ def summarize(recording: Recording, model, published: int) -> dict:
     from attn6d_ros.metrics import add_or_add_s, add_success
 
     init_ok, refined_ok, latencies, published_refined, tracked = [], [], [], 0, 0
+    tracked_ok, methods = [], Counter()
     for record in recording.frames.values():
         details = record.details
         if details is None or not details.refinements:
@@ -317,14 +323,26 @@ def summarize(recording: Recording, model, published: int) -> dict:
             bucket.append(add_success(error, model.diameter))
         published_refined += not refinement.error
         tracked += bool(refinement.tracked)
+        if refinement.tracked:
+            tracked_ok.append(refined_ok[-1])
+        methods[refinement.method or "not refined"] += 1
     processed = len(latencies)
+    times = recording.publish_times
+    rate = (
+        (len(times) - 1) / (times[-1] - times[0])
+        if len(times) > 1 and times[-1] > times[0]
+        else None
+    )
     return {
         "frames": published,
+        "camera_rate_hz": None if rate is None else round(rate, 2),
         "processed": processed,
         "init_add_0.1d": round(float(np.mean(init_ok)), 4) if processed else None,
         "refined_add_0.1d": round(float(np.mean(refined_ok)), 4) if processed else None,
         "refined_published": published_refined,
         "tracked": tracked,
+        "tracked_add_0.1d": round(float(np.mean(tracked_ok)), 4) if tracked_ok else None,
+        "methods": dict(methods),
         "median_latency_ms": round(statistics.median(latencies), 1) if latencies else None,
         "dropped_frames": recording.dropped_frames,
         "device": recording.device,
