@@ -70,7 +70,9 @@ def read_object_table(path: str | Path) -> dict[str, ObjectSpec]:
     for object_id, entry in table.items():
         where = f"{path}: objects.{object_id}"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be a mapping with 'mesh', 'units', 'symmetric'")
+            raise ValueError(
+                f"{where} must be a mapping with 'mesh', 'units', 'symmetric', 'method'"
+            )
         unknown = set(entry) - _KEYS
         if unknown:
             raise ValueError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
