@@ -39,7 +39,9 @@ Every result's `method` says what refined it ("network", "network+align", "align
 Guard (`refine(..., guard=True)`, on by default): the coarse and the refined pose are judged against the image
 by how well their outlines separate the image's own colours (pose_check.py; blind to colour casts); a
 refinement that agrees less than its coarse pose gets `guard` set and `converged` False, so that it is never
-passed on as refined (the node publishes it in refined/details only, with the reason).
+passed on as refined (the node publishes it in refined/details only, with the reason). When the alignment
+ran, an aligned pose whose outline fits the image worse than `AgreementConfig.max_align_energy`
+(align.outline_energy) is guarded too: that catches most poses the network left outside the alignment's reach.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ from attn6d_ros.depth_search import DepthSearchConfig, search_depth
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
-from attn6d_ros.pose_check import AgreementConfig, guard_verdict, silhouette_agreement
+from attn6d_ros.pose_check import (
+    AgreementConfig,
+    align_fit_verdict,
+    guard_verdict,
+    silhouette_agreement,
+)
 from attn6d_ros.region_fit import RegionFitConfig, fit_region
 from attn6d_ros.render import FAR, NEAR, Renderer
 
@@ -109,6 +116,8 @@ class RefinementResult:
         align_energy: the alignment's final energy (align.AlignResult; lower: the image supports the
             pose's contour better); None when no alignment ran or it failed.
         align_lines: correspondence lines the alignment's last step used; None when none ran.
+        align_fit_energy: how badly the aligned pose's outline fits the image (align.outline_energy;
+            the guard's second test); None when no alignment ran or it failed.
         align_error: why the alignment failed (the pose before it is kept); None otherwise. With
             ``stages=0`` a failed alignment also sets ``error``.
         agreement: [0, 1] how well the refined pose's outline separates the image's colours
@@ -136,6 +145,7 @@ class RefinementResult:
     align_motion_m: float | None = None
     align_energy: float | None = None
     align_lines: int | None = None
+    align_fit_energy: float | None = None
     align_error: str | None = None
     agreement: float | None = None
     agreement_init: float | None = None
@@ -385,7 +395,9 @@ class Refiner:
             log.debug("guard skipped for %s: %s", result.object_id, exc)
             return
         result.agreement, result.agreement_init = float(refined), float(initial)
-        result.guard = guard_verdict(initial, refined, self.agreement_config.guard_margin)
+        result.guard = guard_verdict(
+            initial, refined, self.agreement_config.guard_margin
+        ) or align_fit_verdict(result.align_fit_energy, self.agreement_config.max_align_energy)
         if result.guard is not None:
             result.converged = False
 
@@ -586,6 +598,7 @@ def _record_alignment(
         return
     result.align_motion_m = _mean_point_motion(model.points, T_before, aligned.T)
     result.align_energy = aligned.energy
+    result.align_fit_energy = aligned.fit_energy
     result.T = aligned.T
 
 

@@ -15,6 +15,7 @@ from attn6d_ros.align import (
     ViewTemplates,
     align_pose,
     load_or_build_templates,
+    outline_energy,
 )
 from attn6d_ros.align.templates import template_key
 from attn6d_ros.evaluate import synthetic_cases
@@ -22,6 +23,7 @@ from attn6d_ros.geometry import axis_angle_to_matrix, rotation_error_deg
 from attn6d_ros.mesh import model_from_arrays
 from attn6d_ros.metrics import pose_errors
 from attn6d_ros.network import ModelConfig, RefinerNet
+from attn6d_ros.pose_check import AgreementConfig
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.render import Light
 from attn6d_ros.synth import SynthConfig
@@ -305,3 +307,39 @@ def test_prepare_alignment_builds_once(demo_model, gl_renderer, tmp_path, caplog
                      align_config=tiny, align_cache_dir=tmp_path)  # fmt: skip
     second.add_object("a", demo_model)
     assert second.prepare_alignment() == []  # from the cache
+
+
+def test_outline_energy_is_lowest_at_the_true_pose(demo_scenes, demo_templates) -> None:
+    # The guard's measure: the true pose's outline separates the image's colours better than poses a few
+    # degrees or a few pixels off; an object off the image has no measure (inf).
+    for case in demo_scenes[:3]:
+        true = outline_energy(case.image, case.K, case.T_gt, demo_templates, CONFIG)
+        for name in ("ry", "tx", "tz"):
+            moved = _offset(case.T_gt, **OFFSETS[name])
+            assert true + 1.0 < outline_energy(case.image, case.K, moved, demo_templates, CONFIG)
+    gone = demo_scenes[0].T_gt.copy()
+    gone[0, 3] += 5.0
+    assert outline_energy(demo_scenes[0].image, demo_scenes[0].K, gone, demo_templates) == np.inf
+
+
+def test_guard_rejects_an_aligned_outline_that_does_not_fit(identity_refiner, demo_scenes) -> None:
+    case = demo_scenes[1]
+    start = _offset(case.T_gt, **OFFSETS["all"])
+    fits = identity_refiner.refine(case.image, case.K, [("drill", start)], stages=0, align=True)[0]
+    assert fits.guard is None and fits.align_fit_energy < AgreementConfig().max_align_energy
+    # On noise the alignment runs to the end, but its outline separates nothing: not passed on.
+    noise = np.random.default_rng(0).integers(0, 256, case.image.shape, dtype=np.uint8)
+    lost = identity_refiner.refine(noise, case.K, [("drill", start)], stages=0, align=True)[0]
+    assert lost.align_error is None and lost.align_fit_energy > AgreementConfig().max_align_energy
+    assert lost.guard.startswith("guard: the aligned outline") and not lost.converged
+    # The threshold is the guard's setting; without the guard nothing is judged.
+    identity_refiner.agreement_config = AgreementConfig(max_align_energy=10.0)
+    try:
+        lenient = identity_refiner.refine(noise, case.K, [("drill", start)], stages=0, align=True)
+        assert lenient[0].guard is None
+    finally:
+        identity_refiner.agreement_config = AgreementConfig()
+    off = identity_refiner.refine(
+        noise, case.K, [("drill", start)], stages=0, align=True, guard=False
+    )
+    assert off[0].guard is None and off[0].align_fit_energy == pytest.approx(lost.align_fit_energy)

@@ -10,7 +10,12 @@ import torch
 from attn6d_ros.frame_jobs import Job, outcome
 from attn6d_ros.geometry import axis_angle_to_matrix
 from attn6d_ros.network import ModelConfig, RefinerNet
-from attn6d_ros.pose_check import AgreementConfig, guard_verdict, silhouette_agreement
+from attn6d_ros.pose_check import (
+    AgreementConfig,
+    align_fit_verdict,
+    guard_verdict,
+    silhouette_agreement,
+)
 from attn6d_ros.refiner import Refiner
 
 
@@ -55,6 +60,10 @@ def test_guard_verdict_and_config() -> None:
     assert reason.startswith("guard:") and "0.300 < 0.500" in reason
     with pytest.raises(ValueError, match="guard_margin"):
         AgreementConfig(guard_margin=-0.1)
+    assert align_fit_verdict(None, 2.2) is None and align_fit_verdict(2.2, 2.2) is None
+    assert "2.50 > max_align_energy 2.20" in align_fit_verdict(2.5, 2.2)
+    with pytest.raises(ValueError, match=r"max_align_energy must be > 0, got 0\.0"):
+        AgreementConfig(max_align_energy=0.0)
 
 
 def _refiner_that_shifts(demo_model, shift_px: float) -> Refiner:

@@ -8,7 +8,7 @@ Usage::
     result = align_pose(image_rgb, K, T_cam_obj, templates)  # AlignResult(T, energy, valid_lines, error)
 """
 
-from attn6d_ros.align.solver import AlignConfig, AlignResult, align_pose
+from attn6d_ros.align.solver import AlignConfig, AlignResult, align_pose, outline_energy
 from attn6d_ros.align.templates import (
     TemplateConfig,
     ViewTemplates,
@@ -24,4 +24,5 @@ __all__ = [
     "align_pose",
     "default_cache_dir",
     "load_or_build_templates",
+    "outline_energy",
 ]

@@ -159,6 +159,9 @@ class AlignResult:
         valid_lines: lines used by the last Newton step.
         starts: starts run (1, or 7 with start_turn_deg).
         error: None, or why the pose could not be aligned.
+        fit_energy: the final pose's outline_energy (colours learned at that pose): how well its outline
+            separates the image's colours, comparable across images (the guard's measure); inf when
+            ``error`` is set.
     """
 
     T: np.ndarray
@@ -166,6 +169,7 @@ class AlignResult:
     valid_lines: int
     starts: int = 1
     error: str | None = None
+    fit_energy: float = float("inf")
 
     @property
     def ok(self) -> bool:
@@ -233,7 +237,36 @@ def align_pose(
     if not aligned:
         return failed(runs[0].error)
     best = min(aligned, key=lambda r: r.energy)
-    return AlignResult(T=best.T, energy=best.energy, valid_lines=best.lines, starts=len(starts))
+    return AlignResult(T=best.T, energy=best.energy, valid_lines=best.lines, starts=len(starts),
+                       fit_energy=outline_energy(codes, K, best.T, templates, cfg))  # fmt: skip
+
+
+def outline_energy(
+    image: np.ndarray | CodeImage,
+    K: np.ndarray,
+    T_cam_obj: np.ndarray,
+    templates: ViewTemplates,
+    cfg: AlignConfig | None = None,
+) -> float:
+    """How badly the outline of pose ``T_cam_obj`` fits ``image``: minus the mean log posterior of the
+    contour lying where the pose puts it, along the finest scale's lines, with colour histograms learned
+    at this pose itself (so that poses and images compare; about 1 where the outline separates the
+    colours well, above 2 where it does not, on the demo object). inf when the pose has too few usable
+    lines (outside the image, behind the camera)."""
+    cfg = cfg or AlignConfig()
+    codes = (
+        image if isinstance(image, CodeImage) else CodeImage(np.asarray(image), cfg.colour_bins)
+    )
+    contour = project_contour(templates, np.asarray(T_cam_obj, dtype=np.float64), K)
+    if isinstance(contour, str):
+        return float("inf")
+    colours = _learn_colours(codes, contour, cfg)
+    if colours is None:
+        return float("inf")
+    fit = _fit(codes, contour, colours, cfg.scales[-1], cfg)
+    if len(fit.mean_px) < cfg.min_lines:
+        return float("inf")
+    return -float(np.average(fit.log_posterior_centre, weights=fit.weight + 1e-9))
 
 
 @dataclass
