@@ -677,8 +677,8 @@ class RefineNode(Node):
                     T_init=job.T_init,
                     T=result.T if published[i] else None,
                     score=None if result is None else float(result.score),
-                    attention=None
-                    if result is None or result.attention is None
+                    attention=None  # none without network stages (the alignment alone)
+                    if result is None or result.attention is None or not len(result.attention)
                     else result.attention[-1],
                     window=None if result is None else result.window,
                     error=error,

@@ -346,3 +346,36 @@ def test_objects_file_default_is_unchanged() -> None:
     from attn6d_ros.objects import read_object_table
 
     assert read_object_table(OBJECTS_FILE)["demo_object"].method == "auto"
+
+
+@pytest.mark.ros
+def test_the_overlay_of_a_pose_refined_by_the_alignment_alone(
+    ros: None, checkpoint: Path, tmp_path: Path, frames, capfd: pytest.CaptureFixture
+) -> None:
+    # No network stage ran, so there is no attention to draw (an IndexError in the node before).
+    from rclpy.executors import SingleThreadedExecutor
+
+    table = tmp_path / "objects.yaml"
+    table.write_text(
+        f"demo_object: {{mesh: {REPO / 'models' / 'demo_object.ply'}, method: align}}\n"
+    )
+    node = _node(checkpoint, objects_file=str(table))
+    peer = Peer()
+    peer.subscribe_overlay()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer.node)
+    assert peer.spin_until(lambda: node._pub_overlay.get_subscription_count() > 0, 10, executor)
+    executor.shutdown()
+    rgb, T_gt = frames[1]
+    t = time.time()
+    (refinement,) = _send(node, peer, t, rgb, [("", "demo_object", _coarse(T_gt))]).refinements
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer.node)
+    assert peer.spin_until(lambda: key_of(t) in peer.overlays, 30, executor)
+    executor.shutdown()
+    errors = node._stats.counts["internal_errors"]
+    node.destroy_node()
+    assert refinement.method == "align" and refinement.error == ""
+    assert errors == 0 and "internal error" not in capfd.readouterr().err
