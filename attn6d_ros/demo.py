@@ -6,7 +6,8 @@ The graph:
   trajectory over a textured background, lit, with an occluder passing in front of it half-way through; it
   publishes ``/demo/camera/image_rect`` (rgb8), ``/demo/camera/camera_info`` and the true pose on
   ``/demo/camera/ground_truth`` (geometry_msgs/PoseStamped), all with one header per frame;
-- ``coarse_detector`` (this process) turns each true pose into a noisy one (DeepIM noise: 15° per axis,
+- ``coarse_detector`` (this process) turns each true pose, handed over by the camera as it publishes the frame
+  (a detector that answers at once), into a noisy one (DeepIM noise: 15° per axis,
   1/1/5 cm; SceneGenerator.perturb) and publishes it as vision_msgs/Detection3DArray on
   ``/demo/detector/detections`` with the image's header; with ``--detect-every N`` only every N-th frame (a
   detector slower than the camera), and the node tracks the frames in between (tracking.wait_s);
@@ -222,30 +223,31 @@ def _make_nodes(args, model, recording: Recording):
                 PoseStamped(header=header, pose=conversions.matrix_to_pose(T_gt))
             )
             self.published += 1
+            # The detector answers at once: called here rather than from its ground-truth subscription,
+            # which waits in this process's executor queue behind the frames (0.5 s at 30 Hz on a busy
+            # CPU: later than tracking.wait_s, so its answers were ignored).
+            detector.detect(header, T_gt)
 
     class CoarseDetector(Node):
         def __init__(self) -> None:
             super().__init__("coarse_detector", namespace=f"{NAMESPACE}/detector")
             self.pub = self.create_publisher(Detection3DArray, "detections", 10)
-            self.create_subscription(
-                PoseStamped, f"{NAMESPACE}/camera/ground_truth", self.detect, 10
-            )
             self.generator = SceneGenerator([model], SynthConfig())
             self.rng = np.random.default_rng(args.seed + 1)
 
-        def detect(self, truth: PoseStamped) -> None:
-            record = record_of(truth.header)
+        def detect(self, header, T_gt: np.ndarray) -> None:
+            """The camera's frame `header` with the object at `T_gt`: a noisy detection, or none."""
+            record = record_of(header)
             if record is None or record.index % args.detect_every:
                 return  # a slower detector skips this frame
-            T_gt = conversions.pose_to_matrix(truth.pose, "ground_truth.pose")
             T_noisy = self.generator.perturb(self.rng, T_gt)
-            detection = Detection3D(header=truth.header)
+            detection = Detection3D(header=header)
             hypothesis = ObjectHypothesisWithPose()
             hypothesis.hypothesis.class_id = args.object_id
             hypothesis.hypothesis.score = 1.0
             hypothesis.pose.pose = conversions.matrix_to_pose(T_noisy)
             detection.results = [hypothesis]
-            self.pub.publish(Detection3DArray(header=truth.header, detections=[detection]))
+            self.pub.publish(Detection3DArray(header=header, detections=[detection]))
 
     class Recorder(Node):
         def __init__(self) -> None:
@@ -271,7 +273,8 @@ def _make_nodes(args, model, recording: Recording):
                     recording.dropped_frames = int(values.get("dropped frames", "0"))
                     recording.device = values.get("device", "")
 
-    return SyntheticCamera(), CoarseDetector(), Recorder()
+    detector = CoarseDetector()
+    return SyntheticCamera(), detector, Recorder()
 
 
 def _node_command(args, log_level: str = "info") -> list[str]:
