@@ -154,13 +154,14 @@ class NodeConfig:
         ),
     )
     align: bool = field(
-        default=False,
+        default=True,
         metadata=_param(
             "align",
-            "After the last stage (and the depth search and region fit when they run), align each pose "
-            "to the object's region in the image (align/: sparse region-based alignment after Stoiber "
-            "et al.; contour templates prepared at start-up and cached per mesh, colour histograms "
-            "learned from the image). Not in the paper",
+            "After the last stage, align each pose to the object's region in the image (align/: sparse "
+            "region-based alignment after Stoiber et al.; contour templates prepared at start-up and "
+            "cached per mesh, colour histograms learned from the image). Not in the paper; on by default "
+            "(the shipped weights rely on it: ADD 0.1 d 64.0 % without, 89.5 % with); false: the "
+            "network's stages alone",
         ),
     )
     align_turn_deg: float = field(

@@ -175,7 +175,10 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     refiner = Refiner.from_checkpoint(checkpoint, "cpu")
     model = load_objects(OBJECTS_FILE)["demo_object"]
     refiner.add_object("demo_object", model)
-    expected = refiner.refine(rgb, K_VGA, [("demo_object", T) for T in (T1, T2, T3)], stages=2)
+    # align is on by default (issue 27): the node aligns after the stages.
+    expected = refiner.refine(
+        rgb, K_VGA, [("demo_object", T) for T in (T1, T2, T3)], stages=2, align=True
+    )
     refiner.renderer.close()
 
     assert (
@@ -223,7 +226,7 @@ def _node_and_library(checkpoint: Path, turn_deg: float = 0.0, **switches: bool)
     from attn6d_ros.refiner import Refiner
     from attn6d_ros.region_fit import RegionFitConfig
 
-    node = _node(checkpoint, stages=1, **switches)
+    node = _node(checkpoint, stages=1, align=False, **switches)  # these switches alone
     if turn_deg:
         (result,) = node.set_parameters([Parameter("region_fit_turn_deg", value=turn_deg)])
         assert result.successful

@@ -33,7 +33,8 @@ R_BASE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 def test_alignment_parameters_are_checked() -> None:
     cfg = NodeConfig()
-    assert (cfg.align, cfg.align_turn_deg, cfg.align_only_turn_deg) == (False, 0.0, 15.0)
+    # On by default (issue 27): the shipped weights rely on the alignment.
+    assert (cfg.align, cfg.align_turn_deg, cfg.align_only_turn_deg) == (True, 0.0, 15.0)
     assert cfg.tracking_method == "align"
     with pytest.raises(ParameterError, match=r"'tracking.method' must be one of .* got 'flow'"):
         NodeConfig.from_parameters({"tracking.method": "flow"})
@@ -247,7 +248,7 @@ def test_tracking_method_network_runs_the_stages_on_tracks(
     node = _node(
         checkpoint,
         **{"tracking.enabled": True, "tracking.min_score": 0.0, "tracking.method": "network"},
-    )
+    )  # align on by default: the tracks go through the stages and then the alignment
     peer = Peer()
     t0 = time.time()
     rgb, T_gt = frames[0]
@@ -255,7 +256,7 @@ def test_tracking_method_network_runs_the_stages_on_tracks(
     (tracked,) = _send(node, peer, t0 + 0.1, frames[1][0], []).refinements
     node.destroy_node()
     assert tracked.tracked and tracked.error == "" and len(tracked.stage_poses) == 1
-    assert tracked.method == "network"
+    assert tracked.method == "network+align"
 
 
 @pytest.mark.ros
@@ -303,7 +304,8 @@ def test_objects_without_weights_are_refined_by_the_alignment_alone(
     log = capfd.readouterr().err
     assert "refined by the alignment alone" in log and "['demo_object', 'new']" in log
     assert "alignment templates of 'new' loaded from the cache" in log  # the same mesh
-    assert "alignment templates of 'known'" not in log  # align false: not needed
+    # align is on by default: the object with weights is aligned after its stages.
+    assert "alignment templates of 'known' loaded from the cache" in log
     rgb, T_gt = frames[2]
     start = _coarse(T_gt)
     items = [("a", "demo_object", start), ("b", "new", start), ("c", "known", start)]
@@ -312,7 +314,7 @@ def test_objects_without_weights_are_refined_by_the_alignment_alone(
     auto, new, known = details.refinements
     assert auto.error == new.error == known.error == ""
     assert auto.stage_poses == new.stage_poses == [] and len(known.stage_poses) == 1
-    assert (auto.method, new.method, known.method) == ("align", "align", "network")
+    assert (auto.method, new.method, known.method) == ("align", "align", "network+align")
     assert _add_d(demo_model, pose_to_matrix(new.refined_pose), T_gt) < 0.1
     # Exactly what the library does with such an object.
     refiner = Refiner.from_checkpoint(checkpoint, "cpu")
@@ -329,7 +331,7 @@ def test_switching_align_on_at_run_time_prepares_the_templates(
 ) -> None:
     from rclpy.parameter import Parameter
 
-    node = _node(checkpoint)
+    node = _node(checkpoint, align=False)  # align is on by default
     assert "alignment templates" not in capfd.readouterr().err  # nothing asks for the alignment
     (result,) = node.set_parameters([Parameter("align", value=True)])
     assert result.successful and node.config.align

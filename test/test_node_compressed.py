@@ -103,7 +103,8 @@ def test_compressed_images_are_decoded_and_refined_like_the_refiner(
     refiner = Refiner.from_checkpoint(checkpoint, "cpu")
     refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
     decoded = compressed_to_rgb(msg)
-    (expected,) = refiner.refine(decoded, K_VGA, [("demo_object", T)], stages=1)
+    # align is on by default: the node aligns after the stage.
+    (expected,) = refiner.refine(decoded, K_VGA, [("demo_object", T)], stages=1, align=True)
     refiner.renderer.close()
     (refinement,) = details.refinements
     assert refinement.error == ""

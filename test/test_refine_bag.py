@@ -172,8 +172,8 @@ def test_outputs_equal_the_refiner_on_the_same_frame(
 
     try:
         for frame, msg in zip(frames[:2], details, strict=True):
-            (expected,) = refiner.refine(
-                frame.rgb, K_DEMO, [("demo_object", frame.T_init)], stages=1
+            (expected,) = refiner.refine(  # align is on by default, as in the node
+                frame.rgb, K_DEMO, [("demo_object", frame.T_init)], stages=1, align=True
             )
             (refinement,) = msg.refinements
             assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-9)
