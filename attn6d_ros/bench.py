@@ -3,8 +3,8 @@
 First the renderer alone (render + read-back per 152x152 crop, both backends). Then, for each model config
 (the paper's `full`, our `lite`, and the shipped checkpoint) on the chosen device: milliseconds per stage
 split into crop, render, network and update, for 1, 4 and 16 objects per frame (all refined as one batch),
-as medians over repeated runs after warm-up, and the optional depth search's, region fit's and alignment's
-(align/, its templates loaded or built before timing) milliseconds for all objects; then the node's
+as medians over repeated runs after warm-up, and the alignment's milliseconds for all objects beside them
+(align/, the node's default final stage; its templates loaded or built before timing); then the node's
 end-to-end latency (image published -> refined pose received, 640x480, over
 loopback, the node in its own process); and peak memory (RSS, CUDA). Timings depend only on the
 architecture, not on the weights, so untrained networks stand in for configs without a checkpoint.
@@ -80,23 +80,17 @@ def bench_refiner(
             refiner.refine(image, K, detections)
             runs.append(dict(refiner.last_timings_ms))
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        searches, fits, aligns = [], [], []
+        aligns = []
         for _ in range(repeats):
             refiner.refine(image, K, detections, align=True)
             aligns.append(refiner.last_timings_ms["align"])
-            refiner.refine(image, K, detections, depth_search=True)
-            searches.append(refiner.last_timings_ms["depth_search"])
-            refiner.refine(image, K, detections, region_fit=True)
-            fits.append(refiner.last_timings_ms["region_fit"])
         out[f"{n}_objects"] = {
             "per_stage_ms": {
                 k: round(median[k] / stages, 2) for k in ("render", "network", "update")
             },
             "crop_ms": round(median["crop"], 2),
             "score_ms": round(median["score"], 2),
-            "depth_search_ms": round(statistics.median(searches), 1),  # optional, all objects
-            "region_fit_ms": round(statistics.median(fits), 1),  # optional, all objects
-            "align_ms": round(statistics.median(aligns), 1),  # optional, all objects
+            "align_ms": round(statistics.median(aligns), 1),  # all objects, after the stages
             "total_ms": round(median["total"], 1),
             "per_object_ms": round(median["total"] / n, 1),
         }

@@ -7,16 +7,13 @@ object also the signed depth error in per cent of the true distance, its mean an
 correlation with the initial one: a bias, or an under-correction), ADD(-S) at 0.1 d with each pose moved
 along its viewing ray to the true depth (what the accuracy would be if depth were exact: the share of the
 failures that depth alone causes), the same ADD(-S) accuracy per occlusion bucket (0-20 %, 20-40 %,
-40-60 %), and milliseconds per object. With `--depth-search` every summary has one more column,
-`depth_search`: the poses after the depth search that follows the last stage (depth_search.py); with
-`--region-fit` one more, `region_fit`: the poses after the region fit (region_fit.py; after the depth
-search when both are asked for; `--region-fit-turn DEG` gives it its six extra starts); with `--align`
-one more, `align`: the poses after the region-based alignment, the final stage (align/; `--align-turn DEG`
-gives it six extra starts; `--stages 0 --align` runs the alignment alone, without the network). Every
-summary also has `guard`: how often the final pose is worse than the coarse one (ADD(-S) error larger by
-over 1 % of the diameter), how
-often the guard flags a refinement (refiner.py) and is right, and the share of cases the node would publish
-(no error, no guard, score >= its default min_score) although worse than the coarse pose.
+40-60 %), and milliseconds per object. With `--align` every summary has one more column, `align`: the
+poses after the region-based alignment, the final stage (align/; `--align-turn DEG` gives it six extra
+starts; `--stages 0 --align` runs the alignment alone, without the network). Every summary also has
+`guard`: how often the final pose is worse than the coarse one (ADD(-S) error larger by over 1 % of the
+diameter), how often the guard flags a refinement (refiner.py) and is right, and the share of cases the
+node would publish (no error, no guard, score >= its default min_score) although worse than the coarse
+pose.
 
 The synthetic test set is generated from a seed (synth.SceneGenerator.test_scene): full 640x480 camera
 images, one object each, initial poses with DeepIM noise. `--domain shifted` takes the shifted set instead
@@ -43,7 +40,6 @@ from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
 from attn6d_ros.params import NodeConfig
 from attn6d_ros.refiner import Refiner
-from attn6d_ros.region_fit import RegionFitConfig
 from attn6d_ros.shifted_scenes import shifted_cases
 from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
 
@@ -91,35 +87,22 @@ def evaluate(
     models: dict[str, ObjectModel],
     stages: int | None = None,
     *,
-    depth_search: bool = False,
-    region_fit: bool = False,
     align: bool = False,
 ) -> dict:
-    """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict.
-
-    Raises:
-        ValueError: both ``region_fit`` and ``align`` (the region fit's own pose is not kept then).
-    """
-    if region_fit and align:
-        raise ValueError("evaluate: region_fit and align cannot be reported together")
+    """Refines every case and summarises the accuracy (see module docstring). Returns a JSON-able dict."""
     n_stages = refiner.cfg.num_stages if stages is None else stages
-    labels = _labels(n_stages) + (["depth_search"] if depth_search else [])
-    labels += ["region_fit"] if region_fit else []
-    labels += ["align"] if align else []
+    labels = _labels(n_stages) + (["align"] if align else [])
     rows: dict[str, list[dict]] = {object_id: [] for object_id in models}
     for case in cases:
         model = models[case.object_id]
         result = refiner.refine(
-            case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages,
-            depth_search=depth_search, region_fit=region_fit, align=align,
-        )[0]  # fmt: skip
+            case.image, case.K, [(case.object_id, case.T_init)], stages=n_stages, align=align
+        )[0]
         poses = [case.T_init, *result.stage_poses]
         poses += [poses[-1]] * (
             n_stages + 1 - len(poses)
         )  # a diverged refinement keeps its last pose
-        if depth_search:  # the depth search's pose is the final one unless a region fit followed
-            poses.append(moved_along_ray(poses[-1], result.depth_factor or 1.0))
-        if region_fit or align:
+        if align:
             poses.append(result.T)
         errors = [pose_errors(T, case.T_gt, case.K, model.points, model.diameter, model.symmetric)
                   for T in poses]  # fmt: skip
@@ -293,8 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test set")
     parser.add_argument("--stages", type=int, default=None)
-    parser.add_argument("--depth-search", action="store_true",
-                        help="also report the poses after the depth search (depth_search.py)")  # fmt: skip
     parser.add_argument(
         "--occluder-probability",
         type=float,
@@ -308,11 +289,6 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("LOW", "HIGH"),
         help="an occluded test set: one occluder placed to hide LOW-HIGH of each object (e.g. 0.2 0.6)",
     )
-    parser.add_argument("--region-fit", action="store_true",
-                        help="also report the poses after the region fit (region_fit.py)")  # fmt: skip
-    parser.add_argument("--region-fit-turn", type=float, default=0.0, metavar="DEG",
-                        help="the region fit also starts from the pose turned by +-DEG about each "
-                        "camera axis (7 starts; e.g. 8; 0: one start)")  # fmt: skip
     parser.add_argument("--align", action="store_true",
                         help="also report the poses after the region-based alignment (align/)")  # fmt: skip
     parser.add_argument("--align-turn", type=float, default=0.0, metavar="DEG",
@@ -340,14 +316,6 @@ def main(argv: list[str] | None = None) -> int:
         args.occlusion_range is not None or args.occluder_probability is not None
     ):
         parser.error("--occlusion-range and --occluder-probability shape the in-domain set only")
-    if args.region_fit_turn and not args.region_fit:
-        parser.error(f"--region-fit-turn {args.region_fit_turn} needs --region-fit")
-    try:
-        fit_config = RegionFitConfig(start_turn_deg=args.region_fit_turn)
-    except ValueError as exc:
-        parser.error(f"--region-fit-turn: {exc}")
-    if args.align and args.region_fit:
-        parser.error("--align and --region-fit cannot be reported together")
     if args.align_turn and not args.align:
         parser.error(f"--align-turn {args.align_turn} needs --align")
     if args.stages is not None and args.stages < 0:
@@ -365,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         # Made before the Refiner exists: pyrender's EGL context comes and goes first.
         models = load_objects(resolve_path(args.objects), args.ids)
         cases = shifted_cases(models, args.scenes, args.seed)
-    refiner = Refiner.from_checkpoint(resolve_path(args.checkpoint), device=args.device,
-                                      region_fit_config=fit_config,
-                                      align_config=align_config)  # fmt: skip
+    refiner = Refiner.from_checkpoint(
+        resolve_path(args.checkpoint), device=args.device, align_config=align_config
+    )
     if args.bop:
         from attn6d_ros.bop import bop_cases
 
@@ -390,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         refiner.add_object(object_id, model)
     if args.align:  # templates loaded (or built once and cached) before any case is timed
         refiner.prepare_alignment()
-    report = evaluate(refiner, cases, models, args.stages, depth_search=args.depth_search,
-                      region_fit=args.region_fit, align=args.align)  # fmt: skip
+    report = evaluate(refiner, cases, models, args.stages, align=args.align)
     report.update(
         checkpoint=str(args.checkpoint),
         device=str(refiner.device),
@@ -400,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         domain=None if args.bop else args.domain,
         occluder_probability=None if synth is None else synth.occluder_probability,
         occlusion_range=None if synth is None else synth.occlusion_range,
-        region_fit_turn_deg=args.region_fit_turn if args.region_fit else None,
         align_turn_deg=args.align_turn if args.align else None,
         seconds=round(time.perf_counter() - start, 1),
     )

@@ -106,13 +106,6 @@ def reject_frame(jobs: list[Job], frame_error: str | None) -> None:
         job.error = f"frame rejected: {frame_error}{own}"
 
 
-def region_fit_config(cfg: NodeConfig) -> Any:
-    """The region fit's settings (region_fit.RegionFitConfig) from the parameters."""
-    from attn6d_ros.region_fit import RegionFitConfig  # with the refiner, after start-up
-
-    return RegionFitConfig(start_turn_deg=cfg.region_fit_turn_deg)
-
-
 def apply_align_settings(refiner: Any, cfg: NodeConfig) -> None:
     """Sets the Refiner's alignment starts from the parameters (align_turn_deg, align_only_turn_deg); its
     other alignment settings (templates) stay."""
@@ -139,9 +132,9 @@ def needs_alignment(cfg: NodeConfig) -> bool:
 def refine_jobs(
     refiner: Any, rgb_u8: np.ndarray | None, K: np.ndarray | None, jobs: list[Job], cfg: NodeConfig
 ) -> tuple[dict[int, Any], float]:
-    """Refines every job without an error in one `Refiner.refine` batch (stages, depth_search, region_fit,
-    align, guard from `cfg`). A tracked frame with tracking.method align is refined by the alignment alone
-    (stages=0, align, one start from each track's pose; the guard as configured).
+    """Refines every job without an error in one `Refiner.refine` batch (stages, align, guard from `cfg`).
+    A tracked frame with tracking.method align is refined by the alignment alone (stages=0, align, one
+    start from each track's pose; the guard as configured).
 
     Args:
         refiner: the Refiner (called on the thread that created it).
@@ -155,19 +148,13 @@ def refine_jobs(
     refinable = [i for i, job in enumerate(jobs) if job.error is None]
     if not refinable:
         return {}, 0.0
-    if cfg.region_fit:
-        refiner.region_fit_config = region_fit_config(cfg)  # run-time changes take effect
     apply_align_settings(refiner, cfg)
-    settings: dict[str, Any] = dict(
-        stages=cfg.stages or None, depth_search=cfg.depth_search, region_fit=cfg.region_fit,
-        align=cfg.align,
-    )  # fmt: skip
+    settings: dict[str, Any] = dict(stages=cfg.stages or None, align=cfg.align)
     if tracks_by_alignment([jobs[i] for i in refinable], cfg):
         # From the last frame's pose the object moved little: one start, every object (also those without
         # trained weights), no network.
         one_start = replace(refiner.align_config, start_turn_deg=0.0)
-        settings = dict(stages=0, depth_search=False, region_fit=False, align=True,
-                        align_config=one_start)  # fmt: skip
+        settings = dict(stages=0, align=True, align_config=one_start)
     try:
         out = refiner.refine(
             rgb_u8,

@@ -14,7 +14,7 @@ Topics (relative, remappable), every output stamped with the input image's heade
   (visualization_msgs/MarkerArray for RViz, markers.py; only while subscribed), ``/diagnostics``.
 - service ``~/reset_tracking`` (std_srvs/Trigger).
 
-Alignment (align, align_turn_deg): the region-based alignment (align/) as the final stage after the network's.
+Alignment (align, on by default; align_turn_deg): the region-based alignment (align/) as the final stage.
 Objects the checkpoint has no trained weights for (objects table `method`, objects.py) are refined by the
 alignment alone with several starts (align_only_turn_deg); refined/details says how each pose was refined.
 The alignment's contour templates are prepared at start-up (built once per mesh and cached on disk; the log
@@ -82,7 +82,13 @@ from attn6d_ros.markers import MarkerItem, marker_array
 from attn6d_ros.mesh import UNIT_SCALE
 from attn6d_ros.msg import RefinementArray
 from attn6d_ros.objects import read_object_table, uses_network
-from attn6d_ros.params import NodeConfig, ParameterError, declare_parameters
+from attn6d_ros.params import (
+    REMOVED_PARAMETERS,
+    NodeConfig,
+    ParameterError,
+    declare_parameters,
+    removed_parameters_message,
+)
 from attn6d_ros.paths import resolve_path, share_dir
 from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
 from attn6d_ros.shutdown import ShutdownSignals
@@ -229,6 +235,10 @@ class RefineNode(Node):
             name for name in overrides
             if name not in declared and not name.startswith(_ROS_OWN_PARAMETERS)
         )  # fmt: skip
+        removed = removed_parameters_message(unknown)
+        if removed:  # depth_search, region_fit...: set in an older parameters file
+            self.get_logger().warning(f"ignoring {removed}")
+            unknown = [name for name in unknown if name not in REMOVED_PARAMETERS]
         if unknown:
             self.get_logger().warning(
                 f"ignoring unknown parameters {unknown} (typos?); known: {sorted(declared)}"
@@ -455,8 +465,7 @@ class RefineNode(Node):
             raise ParameterError("device", f"parameter 'device': {exc}") from exc
         if cfg.device == "auto":
             self.get_logger().info(f"device 'auto' -> {device}")
-        refiner = Refiner.from_checkpoint(checkpoint, device=str(device),
-                                          region_fit_config=frame_jobs.region_fit_config(cfg))  # fmt: skip
+        refiner = Refiner.from_checkpoint(checkpoint, device=str(device))
         frame_jobs.apply_align_settings(refiner, cfg)
         self.device = str(device)
         if device.type == "cuda":
@@ -482,7 +491,7 @@ class RefineNode(Node):
         self._prepare_alignment(refiner, cfg, "start-up")
         if cfg.warmup:
             tic = time.perf_counter()
-            _warm_up(refiner, cfg.stages or None, cfg.depth_search, cfg.region_fit, cfg.align)
+            _warm_up(refiner, cfg.stages or None, cfg.align)
             self.get_logger().info(
                 f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {self.device} "
                 f"({refiner.renderer.describe()})"
@@ -671,8 +680,6 @@ class RefineNode(Node):
                     label=refinement_label(
                         job.instance_id,
                         tracked=job.tracked,
-                        depth_factor=None if result is None else result.depth_factor,
-                        fit_motion_m=None if result is None else result.fit_motion_m,
                     ),
                     T_init=job.T_init,
                     T=result.T if published[i] else None,
@@ -808,9 +815,7 @@ def _stamp_text(image: Image) -> str:
     return f"{image.header.stamp.sec}.{image.header.stamp.nanosec:09d}"
 
 
-def _warm_up(
-    refiner: Any, stages: int | None, depth_search: bool, region_fit: bool, align: bool
-) -> None:
+def _warm_up(refiner: Any, stages: int | None, align: bool) -> None:
     """One refinement of every object on a synthetic 640x480 frame: GL context, mesh uploads, kernels."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
@@ -820,8 +825,7 @@ def _warm_up(
         T = np.eye(4)
         T[2, 3] = max(0.3, 3.0 * refiner.models[object_id].diameter)  # about a third of the image
         detections.append((object_id, T))
-    refiner.refine(image, K, detections, stages=stages, depth_search=depth_search,
-                   region_fit=region_fit, align=align)  # fmt: skip
+    refiner.refine(image, K, detections, stages=stages, align=align)
 
 
 def main(args: list[str] | None = None) -> int:

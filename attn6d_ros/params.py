@@ -28,6 +28,14 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _FRAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*/?$")
 
 
+# Parameters that are gone, with what replaces them: a node or tool given one says so (issue 27).
+REMOVED_PARAMETERS = {
+    "depth_search": "the alignment (parameter 'align', on by default) replaces the depth search",
+    "region_fit": "the alignment (parameter 'align', on by default) replaces the region fit",
+    "region_fit_turn_deg": "use 'align_turn_deg' for the alignment's extra starts",
+}
+
+
 class ParameterError(ValueError):
     """A parameter value the node cannot run with; `name` is the parameter."""
 
@@ -122,35 +130,6 @@ class NodeConfig:
             "Refinement stages per frame; 0 runs the model's own number. A model trained with "
             "shared stages runs any number, a per-stage model at most its own",
             range=(0, 32),
-        ),
-    )
-    depth_search: bool = field(
-        default=False,
-        metadata=_param(
-            "depth_search",
-            "After the last stage, move each pose along its viewing ray to the depth whose silhouette "
-            "best separates the image's colours (depth_search.py; not in the paper). On CPU it takes "
-            "about as long as the 4 stages (16 renders per object)",
-        ),
-    )
-    region_fit: bool = field(
-        default=False,
-        metadata=_param(
-            "region_fit",
-            "After the last stage (and the depth search), move each pose to the nearby pose, all six "
-            "degrees of freedom, whose silhouette best separates the image's colours (region_fit.py; not "
-            "in the paper). The most accurate setting; on CPU it takes about four times as long as the "
-            "4 stages (about 110 silhouette renders per object)",
-        ),
-    )
-    region_fit_turn_deg: float = field(
-        default=0.0,
-        metadata=_param(
-            "region_fit_turn_deg",
-            "With region_fit: 0 fits from the network's pose only; > 0 also from that pose turned by "
-            "+- this about each camera axis, degrees (7 starts, the best-scoring fit wins; README: 8). "
-            "Seven times the region fit's cost",
-            range=(0.0, 90.0),
         ),
     )
     align: bool = field(
@@ -387,6 +366,9 @@ class NodeConfig:
             ParameterError: an unknown name, or a value that fails its check.
         """
         by_param = {f.metadata["param"]: f.name for f in fields(cls)}
+        removed = removed_parameters_message(list(values))
+        if removed:
+            raise ParameterError(next(n for n in values if n in REMOVED_PARAMETERS), removed)
         unknown = sorted(set(values) - set(by_param))
         if unknown:
             raise ParameterError(
@@ -402,6 +384,19 @@ class NodeConfig:
     def as_parameters(self) -> dict[str, Any]:
         """{parameter name: value}, e.g. for logging the resolved configuration."""
         return {f.metadata["param"]: getattr(self, f.name) for f in fields(self)}
+
+
+def removed_parameters_message(names: list[str]) -> str | None:
+    """What to tell a user who set parameters that were removed (REMOVED_PARAMETERS), naming each and what
+    replaces it; None when `names` holds none of them."""
+    removed = sorted(set(names) & set(REMOVED_PARAMETERS))
+    if not removed:
+        return None
+    reasons = "; ".join(f"{name!r}: {REMOVED_PARAMETERS[name]}" for name in removed)
+    return (
+        f"removed parameters {removed} (the depth search and the region fit are gone, replaced by the "
+        f"region-based alignment; CHANGELOG.md): {reasons}. Delete them from your parameters"
+    )
 
 
 def parameter_fields() -> dict[str, Any]:

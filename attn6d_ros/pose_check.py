@@ -16,16 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from attn6d_ros.crop import CROP_SCALE, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.render import Renderer
-from attn6d_ros.silhouette_score import (
-    colour_codes,
-    colour_posterior,
-    labelling_score,
-    outline_band,
-)
+
+# Fewer band pixels on either side of a silhouette: no colour model, agreement 0.
+MIN_BAND_PIXELS = 20
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,40 @@ def silhouette_agreement(
             bits = labelling_score(posterior, mask[band]) / np.log(2.0)
             out[i] = float(np.clip(1.0 + bits, 0.0, 1.0))
     return out
+
+
+def outline_band(masks: np.ndarray, band_px: int) -> np.ndarray:
+    """(S, S) bool: the pixels some mask of ``masks`` (N, S, S) claims and some leaves out, widened by
+    ``band_px`` pixels on both sides."""
+    band = ndimage.binary_dilation(np.any(masks, axis=0), iterations=band_px)
+    return band & ~ndimage.binary_erosion(np.all(masks, axis=0), iterations=band_px)
+
+
+def colour_codes(crop: np.ndarray, bins: int) -> np.ndarray:
+    """(S, S) int histogram bin of every pixel's RGB colour (0..255 per channel, ``bins`` per channel)."""
+    q = np.clip((crop * (bins / 256.0)).astype(np.int64), 0, bins - 1)
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def colour_posterior(
+    codes: np.ndarray, mask: np.ndarray, band: np.ndarray, bins: int
+) -> np.ndarray | None:
+    """P(object | colour) of every band pixel, from the band's colours inside and outside `mask`
+    (histograms with one pseudo-count per bin); None when either side has too few pixels."""
+    inside, outside = codes[mask & band], codes[band & ~mask]
+    if len(inside) < MIN_BAND_PIXELS or len(outside) < MIN_BAND_PIXELS:
+        return None
+    p_object = np.bincount(inside, minlength=bins**3) + 1.0
+    p_background = np.bincount(outside, minlength=bins**3) + 1.0
+    p_object /= p_object.sum()
+    p_background /= p_background.sum()
+    return (p_object / (p_object + p_background))[codes[band]]
+
+
+def labelling_score(posterior: np.ndarray, inside: np.ndarray) -> float:
+    """Mean log probability (natural log) of labelling the band's pixels object where `inside`,
+    background elsewhere; 0 is a perfect separation."""
+    return float(np.mean(np.log(np.where(inside, posterior, 1.0 - posterior))))
 
 
 def align_fit_verdict(fit_energy: float | None, max_energy: float) -> str | None:

@@ -45,7 +45,12 @@ from attn6d_ros.bag_io import (
     storage_of,
 )
 from attn6d_ros.compressed_image import image_msg_to_rgb
-from attn6d_ros.params import NodeConfig, ParameterError
+from attn6d_ros.params import (
+    REMOVED_PARAMETERS,
+    NodeConfig,
+    ParameterError,
+    removed_parameters_message,
+)
 from attn6d_ros.params_file import read_params_file
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.refinement_messages import TYPE_NAMES, MessageTypes, frame_messages, object_box
@@ -242,9 +247,7 @@ def load_refiner(cfg: NodeConfig) -> tuple[Any, dict, str]:
         device = resolve_device(cfg.device)
     except ValueError as exc:
         raise InputError(f"parameter 'device': {exc}") from exc
-    refiner = Refiner.from_checkpoint(
-        checkpoint, device=str(device), region_fit_config=frame_jobs.region_fit_config(cfg)
-    )
+    refiner = Refiner.from_checkpoint(checkpoint, device=str(device))
     boxes = {}
     for object_id, spec in specs.items():
         model = spec.load()
@@ -356,6 +359,10 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path, Path]:
 def _run(args: argparse.Namespace) -> int:
     source, target = _check_arguments(args)
     cfg, unknown = read_params_file(resolve_path(args.params))
+    removed = removed_parameters_message(unknown)
+    if removed:  # depth_search, region_fit...: an older parameters file
+        print(f"attn6d-refine-bag: ignoring {removed}", file=sys.stderr)
+        unknown = [name for name in unknown if name not in REMOVED_PARAMETERS]
     if unknown:
         print(
             f"attn6d-refine-bag: ignoring unknown parameters {unknown} (typos?)", file=sys.stderr

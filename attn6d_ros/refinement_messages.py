@@ -189,8 +189,8 @@ def _refinement(types: MessageTypes, job: Job, result: Any, error: str | None) -
         initial_pose=initial,
         refined_pose=pose_msg(types, result.T),
         stage_poses=[pose_msg(types, T) for T in result.stage_poses],
-        depth_factor=float(result.depth_factor or 0.0),
-        fit_motion_m=-1.0 if result.fit_motion_m is None else float(result.fit_motion_m),
+        depth_factor=0.0,  # not run: the depth search and region fit were removed (issue 27)
+        fit_motion_m=-1.0,
         score=float(result.score),
         converged=bool(result.converged),
         tracked=job.tracked,

@@ -16,19 +16,12 @@ the final pose, over the render's silhouette and the three colour channels, clip
 render that matches the image up to brightness and contrast, near 0 when the silhouette covers unrelated
 pixels. It measures appearance agreement (occlusion and lighting lower it), not a calibrated probability.
 
-Depth search (`refine(..., depth_search=True)`; our addition, off by default): after the last stage every
-pose is moved along its viewing ray to the depth whose silhouette best separates the image's colours
-(depth_search.py); the score is then that of the searched pose.
-
-Region fit (`refine(..., region_fit=True)`; our addition, off by default): after the last stage (and the
-depth search, when both run) every pose is moved to the nearby pose, all six degrees of freedom, whose
-silhouette best separates the image's colours (region_fit.py); the score is then that of the fitted pose.
-
-Alignment (`refine(..., align=True)`; off by default): the final stage, after everything above: each pose is
-aligned to the object's region in the image by the sparse region-based method of Stoiber et al. (align/:
-contour templates cached per mesh, colour histograms learned from the image, regularised Newton steps);
-the score is then that of the aligned pose. With `stages=0` the network is skipped and the alignment alone
-refines the coarse pose.
+Alignment (`refine(..., align=True)`; off by default here, on by default in the node): the final stage,
+after the network's: each pose is aligned to the object's region in the image by the sparse region-based
+method of Stoiber et al. (align/: contour templates cached per mesh, colour histograms learned from the
+image, regularised Newton steps); the score is then that of the aligned pose. It replaced our earlier depth
+search and region fit (issue 27; docs/experiments.md keeps their history). With `stages=0` the network is
+skipped and the alignment alone refines the coarse pose.
 
 Objects without trained weights (`add_object(..., network=False)`): the network never refines them; every call
 refines them by the alignment alone, from the coarse pose and from it turned about each camera axis
@@ -63,7 +56,6 @@ from attn6d_ros.align import (
 )
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
-from attn6d_ros.depth_search import DepthSearchConfig, search_depth
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
@@ -73,7 +65,6 @@ from attn6d_ros.pose_check import (
     guard_verdict,
     silhouette_agreement,
 )
-from attn6d_ros.region_fit import RegionFitConfig, fit_region
 from attn6d_ros.render import FAR, NEAR, Renderer
 
 log = logging.getLogger(__name__)
@@ -97,9 +88,8 @@ class RefinementResult:
         object_id: the detection's object id.
         T_init: (4, 4) the coarse pose given.
         T: (4, 4) the refined pose (equal to T_init when `error` is set before refinement started); after
-            the depth search, the region fit and the alignment when they ran.
-        stage_poses: the pose after every stage, (4, 4) each (the network's, before any depth search or
-            region fit).
+            the alignment when it ran.
+        stage_poses: the pose after every stage, (4, 4) each (the network's, before any alignment).
         attention: (stages, 3, G, G) float32 attention maps (xy, z, rotation heads), each summing to 1;
             None when the detection was not refined.
         score: [0, 1] agreement of the final render with the image (module docstring); 0 on error.
@@ -107,10 +97,6 @@ class RefinementResult:
         elapsed_ms: wall time of the whole `refine` call (all detections are refined together).
         error: None, or why this detection was not (fully) refined.
         window: the crop window (fixed by T_init), image pixels; None when it could not be computed.
-        depth_factor: the depth search's distance over the last stage's (1.0: searched, no clear peak,
-            pose kept); None when no search ran.
-        fit_motion_m: how far the region fit moved the object's points (mean distance, as ADD), metres;
-            0.0: fitted, pose kept; None when no fit ran.
         align_motion_m: how far the alignment moved the object's points (mean distance, as ADD), metres;
             None when no alignment ran or it failed.
         align_energy: the alignment's final energy (align.AlignResult; lower: the image supports the
@@ -125,9 +111,9 @@ class RefinementResult:
         agreement_init: the same for the coarse pose, judged in the same window.
         guard: None, or why the guard judged the refined pose worse than the coarse one (then `converged`
             is False, and the node does not publish it as refined); None also when the guard did not run.
-        method: what refined the pose, "+"-joined in order: "network" (stages > 0), "depth_search",
-            "region_fit", "align"; "align" alone for an object without trained weights; "none" when nothing
-            ran; "" when the detection was not refined (error before refinement).
+        method: what refined the pose, "+"-joined in order: "network" (stages > 0), "align"; "align"
+            alone for an object without trained weights; "none" when nothing ran; "" when the detection
+            was not refined (error before refinement).
     """
 
     object_id: str
@@ -140,8 +126,6 @@ class RefinementResult:
     elapsed_ms: float = 0.0
     error: str | None = None
     window: CropWindow | None = None
-    depth_factor: float | None = None
-    fit_motion_m: float | None = None
     align_motion_m: float | None = None
     align_energy: float | None = None
     align_lines: int | None = None
@@ -183,10 +167,6 @@ class Refiner:
         device: "auto", "cpu", "cuda" or "cuda:N".
         renderer: a Renderer to use; by default one is created (moderngl on EGL).
         metadata: checkpoint metadata, kept for reference.
-        depth_search_config: settings of the depth search, when a call asks for it (default
-            DepthSearchConfig()).
-        region_fit_config: settings of the region fit, when a call asks for it (default
-            RegionFitConfig()).
         align_config: settings of the alignment, when a call asks for it (default AlignConfig()).
         align_only_config: settings of the alignment that alone refines objects without trained weights
             (default AlignConfig(start_turn_deg=ALIGN_ONLY_TURN_DEG)).
@@ -200,8 +180,6 @@ class Refiner:
         device: str = "auto",
         renderer: Renderer | None = None,
         metadata: dict | None = None,
-        depth_search_config: DepthSearchConfig | None = None,
-        region_fit_config: RegionFitConfig | None = None,
         align_config: AlignConfig | None = None,
         align_only_config: AlignConfig | None = None,
         align_cache_dir: str | Path | None = None,
@@ -211,8 +189,6 @@ class Refiner:
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.renderer = renderer or Renderer()
         self.metadata = metadata or {}
-        self.depth_search_config = depth_search_config or DepthSearchConfig()
-        self.region_fit_config = region_fit_config or RegionFitConfig()
         self.align_config = align_config or AlignConfig()
         turned = AlignConfig(start_turn_deg=ALIGN_ONLY_TURN_DEG)
         self.align_only_config = align_only_config or turned
@@ -231,17 +207,13 @@ class Refiner:
         device: str = "auto",
         *,
         renderer: Renderer | None = None,
-        depth_search_config: DepthSearchConfig | None = None,
-        region_fit_config: RegionFitConfig | None = None,
         align_config: AlignConfig | None = None,
         align_only_config: AlignConfig | None = None,
         align_cache_dir: str | Path | None = None,
     ) -> Refiner:
         """Loads a checkpoint written by attn6d-train (see checkpoint.py)."""
         net, metadata, _ = load_checkpoint(path)
-        return cls(net, device=device, renderer=renderer, metadata=metadata,
-                   depth_search_config=depth_search_config,
-                   region_fit_config=region_fit_config, align_config=align_config,
+        return cls(net, device=device, renderer=renderer, metadata=metadata, align_config=align_config,
                    align_only_config=align_only_config, align_cache_dir=align_cache_dir)  # fmt: skip
 
     @property
@@ -303,8 +275,6 @@ class Refiner:
         detections: list[tuple[str, np.ndarray]],
         stages: int | None = None,
         *,
-        depth_search: bool = False,
-        region_fit: bool = False,
         align: bool = False,
         guard: bool = True,
         align_config: AlignConfig | None = None,
@@ -317,11 +287,6 @@ class Refiner:
             detections: (object_id, T_cam_obj_init) pairs; poses 4x4, metres, camera optical frame.
             stages: how many stages to run; defaults to the model's (a shared-stage model runs any number);
                 0: no network stage (with ``align``, the alignment alone refines the coarse pose).
-            depth_search: after the last stage, move each pose along its ray to the depth whose silhouette
-                fits the image best (module docstring; not in the paper).
-            region_fit: after the last stage (and the depth search), move each pose to the nearby pose whose
-                silhouette fits the image best, all six degrees of freedom (module docstring; not in the
-                paper).
             align: finally, align each pose to the object's region in the image (module docstring; not in
                 the paper). The first call per object loads or builds its templates (prepare_alignment).
             guard: judge the coarse and the refined pose against the image (pose_check.py): a refinement
@@ -347,10 +312,6 @@ class Refiner:
             raise ValueError(f"stages must be in {limit} for this model, got {stages}")
         results, valid = self._prepare(image, K, detections)
         timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0, "score": 0.0}
-        if depth_search:
-            timings["depth_search"] = 0.0
-        if region_fit:
-            timings["region_fit"] = 0.0
         alone = [i for i in valid if results[i].object_id in self.align_only]
         network = [i for i in valid if results[i].object_id not in self.align_only]
         if align or alone:
@@ -361,12 +322,12 @@ class Refiner:
         # detector sends (200 in one batch took 2 GB; issue 30).
         for start_index in range(0, len(network), self.max_batch):
             batch = network[start_index : start_index + self.max_batch]
-            self._run_stages(image, K, results, batch, n_stages, timings, depth_search, region_fit,
-                             align, align_config or self.align_config)  # fmt: skip
+            self._run_stages(image, K, results, batch, n_stages, timings, align,
+                             align_config or self.align_config)  # fmt: skip
         # Objects without trained weights: the alignment alone.
         for start_index in range(0, len(alone), self.max_batch):
             batch = alone[start_index : start_index + self.max_batch]
-            self._run_stages(image, K, results, batch, 0, timings, False, False, True,
+            self._run_stages(image, K, results, batch, 0, timings, True,
                              align_config or self.align_only_config)  # fmt: skip
         if guard:
             tic = time.perf_counter()
@@ -457,8 +418,6 @@ class Refiner:
         valid: list[int],
         n_stages: int,
         timings: dict[str, float],
-        depth_search: bool,
-        region_fit: bool,
         align: bool = False,
         align_config: AlignConfig | None = None,
     ) -> None:
@@ -515,31 +474,6 @@ class Refiner:
                 stage_poses[j].append(_pose(R[j], t[j]))
             timings["update"] += _ms_since(tic)
         final = _poses(R, t)
-        factors: list[float | None] = [None] * len(valid)
-        if depth_search:
-            tic = time.perf_counter()
-            for j in np.flatnonzero(alive):
-                try:
-                    found = search_depth(image, K, final[j], models[j], self.renderer,
-                                         self.depth_search_config)  # fmt: skip
-                except ValueError as exc:  # part of the object behind the camera: keep the pose
-                    log.debug("depth search skipped for detection %d: %s", valid[j], exc)
-                    continue
-                final[j], factors[j] = found.T, found.factor
-            timings["depth_search"] += _ms_since(tic)
-        motions: list[float | None] = [None] * len(valid)
-        if region_fit:
-            tic = time.perf_counter()
-            for j in np.flatnonzero(alive):
-                try:
-                    fitted = fit_region(image, K, final[j], models[j], self.renderer,
-                                        self.region_fit_config).T  # fmt: skip
-                except ValueError as exc:  # part of the object behind the camera: keep the pose
-                    log.debug("region fit skipped for detection %d: %s", valid[j], exc)
-                    continue
-                motions[j] = _mean_point_motion(models[j].points, final[j], fitted)
-                final[j] = fitted
-            timings["region_fit"] += _ms_since(tic)
         aligned: list[AlignResult | None] = [None] * len(valid)
         if align:
             tic = time.perf_counter()
@@ -560,15 +494,12 @@ class Refiner:
             result.T = final[j]
             result.stage_poses = stage_poses[j]
             result.attention = attention[:, j]
-            result.depth_factor = factors[j]
-            result.fit_motion_m = motions[j]
             result.score = _ncc_score(crops[j], renders[j].rgb, renders[j].mask)
             previous = stage_poses[j][-2] if len(stage_poses[j]) > 1 else result.T_init
             last = stage_poses[j][-1] if stage_poses[j] else result.T
             moved = _mean_point_motion(models[j].points, previous, last)
             result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
-            steps = [("network", n_stages > 0), ("depth_search", depth_search),
-                     ("region_fit", region_fit), ("align", align)]  # fmt: skip
+            steps = [("network", n_stages > 0), ("align", align)]
             result.method = "+".join(name for name, ran in steps if ran) or "none"
         timings["score"] += _ms_since(tic)
 

@@ -107,14 +107,14 @@ def test_occlusion_range_places_the_occluder_to_hide_that_share(models: dict) ->
     [
         (["--occluder-probability", "1.5"], "--occluder-probability must be in [0, 1], got 1.5"),
         (["--occlusion-range", "0.6", "0.2"], "--occlusion-range needs 0 <= LOW < HIGH <= 1"),
-        (["--region-fit-turn", "8"], "--region-fit-turn 8.0 needs --region-fit"),
-        (
-            ["--region-fit", "--region-fit-turn", "120"],
-            "start_turn_deg must be in [0, 90], got 120.0",
-        ),
+        (["--align-turn", "8"], "--align-turn 8.0 needs --align"),
+        (["--align", "--align-turn", "120"], "start_turn_deg must be in [0, 90], got 120.0"),
+        # Removed with the depth search and the region fit (issue 27): the option is named.
+        (["--region-fit"], "unrecognized arguments: --region-fit"),
+        (["--depth-search"], "unrecognized arguments: --depth-search"),
     ],
 )
-def test_cli_refuses_bad_occlusion_and_region_fit_settings(arguments: list, message: str) -> None:
+def test_cli_refuses_bad_occlusion_and_alignment_settings(arguments: list, message: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "attn6d_ros.evaluate", *arguments],
         capture_output=True, text=True, cwd=REPO,
@@ -143,15 +143,14 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_reports_the_depth_search_and_region_fit_columns(tmp_path: Path) -> None:
+def test_cli_reports_the_alignment_column(tmp_path: Path) -> None:
     report = _cli_report(
-        tmp_path, "--scenes", "2", "--stages", "1", "--depth-search", "--region-fit",
-        "--region-fit-turn", "8",
-    )  # fmt: skip
-    columns = ["init", "stage_1", "depth_search", "region_fit"]
+        tmp_path, "--scenes", "2", "--stages", "1", "--align", "--align-turn", "8"
+    )
+    columns = ["init", "stage_1", "align"]
     assert list(report["objects"]["demo_object"]["add_0.1d"]) == columns
     assert list(report["mean"]["add_0.1d"]) == columns
-    assert report["region_fit_turn_deg"] == 8.0
+    assert report["align_turn_deg"] == 8.0
 
 
 def test_guard_summary_counts_worse_flagged_and_published(models: dict) -> None:

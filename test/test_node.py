@@ -216,77 +216,15 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     assert all(x.header.frame_id == FRAME for x in tf.transforms)
 
 
-def _node_and_library(checkpoint: Path, turn_deg: float = 0.0, **switches: bool):
-    """One textured frame through a 1-stage node with the given switches (depth_search, region_fit) and
-    through the library with the same ones: (the node's Refinement, the library's RefinementResult).
-    ``turn_deg`` > 0 is set at run time as region_fit_turn_deg (the library's RegionFitConfig)."""
-    from rclpy.parameter import Parameter
-
-    from attn6d_ros.objects import load_objects
-    from attn6d_ros.refiner import Refiner
-    from attn6d_ros.region_fit import RegionFitConfig
-
-    node = _node(checkpoint, stages=1, align=False, **switches)  # these switches alone
-    if turn_deg:
-        (result,) = node.set_parameters([Parameter("region_fit_turn_deg", value=turn_deg)])
-        assert result.successful
-    rgb = textured_image()
-    T = pose(0.02)
-    details = _exchange(node, Peer(), time.time(), [("", "demo_object", T)], rgb=rgb)
-    node.destroy_node()
-    refiner = Refiner.from_checkpoint(
-        checkpoint, "cpu", region_fit_config=RegionFitConfig(start_turn_deg=turn_deg)
-    )
-    refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])
-    (expected,) = refiner.refine(rgb, K_VGA, [("demo_object", T)], stages=1, **switches)
-    refiner.renderer.close()
-    (refinement,) = details.refinements
-    return refinement, expected
-
-
-def test_depth_search_parameter_runs_the_search_after_the_last_stage(
-    ros: None, checkpoint: Path
-) -> None:
-    from attn6d_ros.conversions import pose_to_matrix
-
-    refinement, expected = _node_and_library(checkpoint, depth_search=True)
-    assert refinement.error == "" and refinement.depth_factor > 0
-    assert refinement.depth_factor == pytest.approx(expected.depth_factor, rel=1e-6)
-    refined = pose_to_matrix(refinement.refined_pose)
-    last = pose_to_matrix(refinement.stage_poses[-1])
-    assert np.allclose(refined[:3, 3], refinement.depth_factor * last[:3, 3], atol=1e-6)
-    assert np.allclose(refined, expected.T, atol=1e-6)
-
-
-def test_region_fit_parameter_runs_the_fit_after_the_last_stage(
-    ros: None, checkpoint: Path
-) -> None:
-    from attn6d_ros.conversions import pose_to_matrix
-
-    refinement, expected = _node_and_library(checkpoint, region_fit=True)
-    assert refinement.error == "" and refinement.depth_factor == 0.0  # no depth search
-    assert refinement.fit_motion_m >= 0.0
-    assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
-    assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-6)
-
-
-def test_region_fit_turn_deg_gives_the_fit_its_extra_starts_at_run_time(
-    ros: None, checkpoint: Path
-) -> None:
-    from attn6d_ros.conversions import pose_to_matrix
-
-    refinement, expected = _node_and_library(checkpoint, turn_deg=8.0, region_fit=True)
-    assert refinement.error == "" and refinement.fit_motion_m >= 0.0
-    assert refinement.fit_motion_m == pytest.approx(expected.fit_motion_m, rel=1e-5, abs=1e-7)
-    assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-6)
-
-
-def test_fit_motion_is_minus_one_without_the_region_fit(ros: None, checkpoint: Path) -> None:
+def test_details_say_the_removed_searches_did_not_run(ros: None, checkpoint: Path) -> None:
+    # The depth search and the region fit are gone (issue 27); their fields in refined/details stay at
+    # "not run", and the alignment (on by default) is what refined the pose after the stage.
     node = _node(checkpoint, stages=1)
     details = _exchange(node, Peer(), time.time(), [("", "demo_object", pose(0.0))])
     node.destroy_node()
     (refinement,) = details.refinements
     assert refinement.error == "" and refinement.fit_motion_m == -1.0
+    assert refinement.depth_factor == 0.0 and refinement.method == "network+align"
 
 
 def test_scores_below_min_score_are_reported_not_published(ros: None, checkpoint: Path) -> None:
@@ -377,6 +315,26 @@ def test_unknown_parameters_are_named_in_a_warning(
     node = _node(checkpoint, **{"sync.queue_sise": 5})  # a typo of sync.queue_size
     node.destroy_node()
     assert "ignoring unknown parameters ['sync.queue_sise'] (typos?)" in capfd.readouterr().err
+
+
+def test_removed_parameters_are_named_in_a_warning_with_what_replaces_them(
+    ros: None, checkpoint: Path, capfd: pytest.CaptureFixture
+) -> None:
+    # An older parameters file that still sets the depth search and the region fit (issue 27).
+    node = _node(checkpoint, region_fit=True, depth_search=False, region_fit_turn_deg=8.0)
+    cfg = node.config
+    node.destroy_node()
+    err = capfd.readouterr().err
+    assert (
+        "ignoring removed parameters ['depth_search', 'region_fit', 'region_fit_turn_deg']" in err
+    )
+    assert (
+        "'region_fit': the alignment (parameter 'align', on by default) replaces the region fit"
+        in err
+    )
+    assert "'region_fit_turn_deg': use 'align_turn_deg'" in err
+    assert "unknown parameters" not in err  # said once, as removed, not as typos
+    assert cfg.align  # what replaces them runs
 
 
 def test_max_detections_keeps_the_highest_scored_and_warns_how_many_were_dropped(

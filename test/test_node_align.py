@@ -46,6 +46,18 @@ def test_alignment_parameters_are_checked() -> None:
         NodeConfig.from_parameters({"align": "yes"})
 
 
+def test_removed_parameters_are_refused_by_name_with_what_replaces_them() -> None:
+    # The depth search and the region fit are gone (issue 27); NodeConfig no longer has them.
+    with pytest.raises(ParameterError, match=r"removed parameters \['region_fit'\]") as info:
+        NodeConfig.from_parameters({"stages": 2, "region_fit": True})
+    assert info.value.name == "region_fit"
+    assert "'region_fit': the alignment (parameter 'align', on by default)" in str(info.value)
+    with pytest.raises(ParameterError, match=r"'region_fit_turn_deg': use 'align_turn_deg'"):
+        NodeConfig.from_parameters({"region_fit_turn_deg": 8.0})
+    with pytest.raises(TypeError, match="depth_search"):
+        NodeConfig(depth_search=True)
+
+
 class _RecordingRefiner:
     """Stands in for the Refiner: records each refine call's arguments."""
 
@@ -68,15 +80,11 @@ def _tracked_jobs() -> list[frame_jobs.Job]:
 
 def test_a_tracked_frame_is_refined_by_the_alignment_alone_with_one_start() -> None:
     refiner = _RecordingRefiner()
-    cfg = NodeConfig(stages=3, depth_search=True, align_turn_deg=10.0, tracking_enabled=True)
+    cfg = NodeConfig(stages=3, align_turn_deg=10.0, tracking_enabled=True)
     frame_jobs.refine_jobs(refiner, np.zeros((4, 4, 3), np.uint8), K, _tracked_jobs(), cfg)
     (call,) = refiner.calls
-    assert (call["stages"], call["align"], call["depth_search"], call["region_fit"]) == (
-        0,
-        True,
-        False,
-        False,
-    )
+    assert (call["stages"], call["align"]) == (0, True)
+    assert "depth_search" not in call and "region_fit" not in call  # removed (issue 27)
     assert call["align_config"].start_turn_deg == 0.0 and call["guard"] is True
     # The parameters' starts still reach the Refiner for frames with detections.
     assert refiner.align_config.start_turn_deg == 10.0

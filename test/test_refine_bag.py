@@ -502,6 +502,25 @@ def test_node_section_overrides_the_wildcard_and_unknown_names_are_returned(
     assert (cfg.min_score, cfg.sync_slop) == (0.7, 0.05) and unknown == ["sync.queue_sise"]
 
 
+def test_removed_parameters_in_the_file_are_named_with_what_replaces_them(
+    tmp_path: Path, capsys, frames
+) -> None:
+    # An older parameters file that still sets the region fit (removed, issue 27).
+    folder = tmp_path / "params"
+    folder.mkdir()
+    params = params_file(
+        folder / "old.yaml", checkpoint=str(make_checkpoint(folder / "m.pt")), device="cpu",
+        cpu_threads=1, stages=1, min_score=0.0, guard=False, region_fit=True, region_fit_turn_deg=8.0,
+        **{"sync.queue_sise": 3},
+    )  # fmt: skip
+    bag = write_bag(tmp_path / "in", frames[:1])
+    code, summary, err = run_tool(capsys, bag, tmp_path / "out", "--params", params)
+    assert code == 0 and summary["refined"] == 1, err
+    assert "ignoring removed parameters ['region_fit', 'region_fit_turn_deg']" in err
+    assert "'region_fit': the alignment (parameter 'align', on by default) replaces" in err
+    assert "ignoring unknown parameters ['sync.queue_sise'] (typos?)" in err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

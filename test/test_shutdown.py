@@ -1,8 +1,9 @@
 """Clean shutdown of the node process (issue 30): two SIGINTs (a terminal's Ctrl-C under launch), SIGTERM then
 SIGINT, and SIGINT to the process group of the launch script: exit code 0, no traceback, worker stopped.
 
-The node is kept busy with a slow frame (region fit with extra starts on ten objects) so that the second
-signal arrives while the clean-up waits for the worker, where it used to raise KeyboardInterrupt.
+The node is kept busy with a slow frame (32 stages and the alignment with extra starts on twenty objects:
+about 6 s on one CPU thread) so that the second signal arrives while the clean-up waits for the worker,
+where it used to raise KeyboardInterrupt.
 """
 
 import os
@@ -26,7 +27,8 @@ from node_support import (
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-SLOW_FRAME = {"stages": 4, "region_fit": True, "region_fit_turn_deg": 10.0}
+SLOW_FRAME = {"stages": 32, "align": True, "align_turn_deg": 10.0}
+SLOW_OBJECTS = 20
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def peer(ros_domain: int):
 def _busy(peer: Peer, log) -> None:
     """Sends a slow frame and waits until the node is refining it."""
     assert peer.wait_for_node(), f"no discovery:\n{log()}"
-    items = [("", "demo_object", pose(x=0.02 * i - 0.1)) for i in range(10)]
+    items = [("", "demo_object", pose(x=0.01 * i - 0.1)) for i in range(SLOW_OBJECTS)]
     peer.publish_frame(textured_image(), K_VGA, time.time(), items)
     peer.spin_until(lambda: False, 1.5)
 
