@@ -4,7 +4,9 @@ Reads IN (a rosbag2 folder or a bare .db3 / .mcap file; sqlite3 or MCAP storage)
 image, camera_info and detections topics in recording order through the node's synchronizer (sync.py's
 ApproximateTimeSynchronizer, sync.queue_size and sync.slop), and runs every synchronized frame through the
 node's steps (frame_jobs.py: jobs from detections or tracks, one Refiner batch, outcomes;
-refinement_messages.py: the messages), with the node's parameters file (config/refine.yaml). OUT is a new bag
+refinement_messages.py: the messages), with the node's parameters file (config/refine.yaml); objects the
+checkpoint has no weights for (or `method: align` in the object table) are refined by the alignment alone, as
+in the node. OUT is a new bag
 (same storage as IN unless --storage) with ``refined/detections``, ``refined/pose``, ``refined/details``
 (under --namespace) and ``/tf``, each message stamped with its image's header and written at the bag time at
 which its frame was complete; --copy-inputs copies the three input topics too.
@@ -229,7 +231,7 @@ def load_refiner(cfg: NodeConfig) -> tuple[Any, dict, str]:
     """
     import torch
 
-    from attn6d_ros.objects import read_object_table
+    from attn6d_ros.objects import read_object_table, uses_network
     from attn6d_ros.refiner import Refiner, resolve_device
 
     checkpoint = Path(resolve_path(cfg.checkpoint))
@@ -251,7 +253,11 @@ def load_refiner(cfg: NodeConfig) -> tuple[Any, dict, str]:
     boxes = {}
     for object_id, spec in specs.items():
         model = spec.load()
-        refiner.add_object(object_id, model)
+        # As the node: objects the checkpoint has no weights for (or 'method: align' in the table) are
+        # refined by the alignment alone (objects.uses_network).
+        refiner.add_object(
+            object_id, model, network=uses_network(spec, refiner.trained_on(object_id))
+        )
         boxes[object_id] = object_box(model)
     num_stages, shared = refiner.cfg.num_stages, refiner.cfg.shared_stages
     if cfg.stages > num_stages and not shared:

@@ -183,6 +183,43 @@ def test_outputs_equal_the_refiner_on_the_same_frame(
         refiner.renderer.close()
 
 
+def test_objects_without_weights_are_refined_by_the_alignment_alone_as_in_the_node(
+    tmp_path: Path, capsys, frames
+) -> None:
+    # The object table says 'method: align' (no trained weights): no network stage runs for it.
+    from attn6d_ros.demo import K_DEMO
+    from attn6d_ros.objects import load_objects
+    from attn6d_ros.refiner import Refiner
+
+    table = tmp_path / "objects.yaml"
+    table.write_text(
+        f"demo_object: {{mesh: {REPO / 'models' / 'demo_object.ply'}, method: align}}\n"
+    )
+    params = params_file(
+        tmp_path / "p.yaml", checkpoint=str(make_checkpoint(tmp_path / "m.pt")), device="cpu",
+        cpu_threads=1, stages=1, min_score=0.0, guard=False, objects_file=str(table),
+    )  # fmt: skip
+    bag = write_bag(tmp_path / "in", frames[:2])
+    code, summary, err = run_tool(capsys, bag, tmp_path / "out", "--params", params)
+    assert code == 0 and summary["refined"] == 2, err
+    details = [m for _, m in read_bag(tmp_path / "out")["/refined/details"]]
+    refiner = Refiner.from_checkpoint(tmp_path / "m.pt", "cpu")
+    refiner.add_object("demo_object", load_objects(table)["demo_object"], network=False)
+    try:
+        for frame, msg in zip(frames[:2], details, strict=True):
+            (refinement,) = msg.refinements
+            assert refinement.error == "" and refinement.method == "align"
+            assert list(refinement.stage_poses) == []  # no network stage
+            (expected,) = refiner.refine(
+                frame.rgb, K_DEMO, [("demo_object", frame.T_init)], stages=1, align=True,
+                guard=False,
+            )  # fmt: skip
+            assert expected.method == "align"
+            assert np.allclose(pose_to_matrix(refinement.refined_pose), expected.T, atol=1e-9)
+    finally:
+        refiner.renderer.close()
+
+
 # Importing any of these fails in the subprocess below: a machine without ROS.
 _ROS_MODULES = ("rclpy", "message_filters", "cv_bridge", "tf2_ros", "builtin_interfaces", "std_msgs",
                 "sensor_msgs", "geometry_msgs", "vision_msgs", "tf2_msgs", "rosidl_runtime_py",
