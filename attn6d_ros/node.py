@@ -680,6 +680,8 @@ class RefineNode(Node):
                     label=refinement_label(
                         job.instance_id,
                         tracked=job.tracked,
+                        method="" if result is None else result.method,
+                        align_motion_m=None if result is None else result.align_motion_m,
                     ),
                     T_init=job.T_init,
                     T=result.T if published[i] else None,

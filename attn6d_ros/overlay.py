@@ -8,7 +8,7 @@ What is drawn, per object:
 - the coarse pose's silhouette outline in amber (`COARSE_COLOR`);
 - the refined pose's silhouette, tinted and outlined in cyan (`REFINED_COLOR`); a refinement that failed or
   was not published is not drawn as refined: its label is red (`FAILED_COLOR`) with the reason;
-- a label with the instance name, the score and, when they ran, what the depth search and region fit did
+- a label with the instance name, the score, what refined the pose and how far the alignment moved it
   (`refinement_label`).
 
 Silhouettes are the mesh's triangles projected with K and filled with PIL, so they are exact up to PIL's
@@ -62,16 +62,16 @@ def refinement_label(
     name: str,
     *,
     tracked: bool = False,
-    depth_factor: float | None = None,
-    fit_motion_m: float | None = None,
+    method: str = "",
+    align_motion_m: float | None = None,
 ) -> str:
-    """The overlay label of one refinement: instance name, "(tracked)", the depth search's factor
-    (distance after it over the network's) and the region fit's motion of the model points, in mm."""
+    """The overlay label of one refinement: instance name, "(tracked)", what refined it (RefinementResult
+    .method, e.g. "network+align") and how far the alignment moved the model points, in mm."""
     parts = [name + (" (tracked)" if tracked else "")]
-    if depth_factor is not None:
-        parts.append(f"depth x{depth_factor:.3f}")
-    if fit_motion_m is not None:
-        parts.append(f"fit {fit_motion_m * 1000.0:.1f} mm")
+    if method:
+        parts.append(method)
+    if align_motion_m is not None:
+        parts.append(f"align {align_motion_m * 1000.0:.1f} mm")
     return "  ".join(parts)
 
 

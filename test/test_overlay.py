@@ -128,7 +128,7 @@ def test_heat_map_brightens_only_inside_the_window(box) -> None:
 def test_the_label_says_what_ran_after_the_stages() -> None:
     assert refinement_label("mug") == "mug"
     assert refinement_label("mug", tracked=True) == "mug (tracked)"
-    assert refinement_label("mug", depth_factor=0.9871) == "mug  depth x0.987"
-    assert refinement_label("mug", fit_motion_m=0.00612) == "mug  fit 6.1 mm"
-    both = refinement_label("mug_1", tracked=True, depth_factor=1.0, fit_motion_m=0.0)
-    assert both == "mug_1 (tracked)  depth x1.000  fit 0.0 mm"
+    assert refinement_label("mug", method="network+align") == "mug  network+align"
+    assert refinement_label("mug", align_motion_m=0.00612) == "mug  align 6.1 mm"
+    both = refinement_label("mug_1", tracked=True, method="align", align_motion_m=0.0)
+    assert both == "mug_1 (tracked)  align  align 0.0 mm"
