@@ -107,8 +107,12 @@ def reject_frame(jobs: list[Job], frame_error: str | None) -> None:
 
 
 def apply_align_settings(refiner: Any, cfg: NodeConfig) -> None:
-    """Sets the Refiner's alignment starts from the parameters (align_turn_deg, align_only_turn_deg); its
-    other alignment settings (templates) stay."""
+    """Sets the Refiner's alignment starts (align_turn_deg, align_only_turn_deg) and the guard's limit on
+    aligned outlines (guard_max_align_energy) from the parameters; its other settings (templates) stay."""
+    if refiner.agreement_config.max_align_energy != cfg.guard_max_align_energy:
+        refiner.agreement_config = replace(
+            refiner.agreement_config, max_align_energy=cfg.guard_max_align_energy
+        )
     if refiner.align_config.start_turn_deg != cfg.align_turn_deg:
         refiner.align_config = replace(refiner.align_config, start_turn_deg=cfg.align_turn_deg)
     if refiner.align_only_config.start_turn_deg != cfg.align_only_turn_deg:

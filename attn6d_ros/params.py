@@ -180,6 +180,16 @@ class NodeConfig:
             "is not published as refined; refined/details reports it with the reason",
         ),
     )
+    guard_max_align_energy: float = field(
+        default=2.2,
+        metadata=_param(
+            "guard_max_align_energy",
+            "With guard and the alignment: an aligned pose whose outline fits the image's colours worse "
+            "than this (align.outline_energy; about 1 on a good fit, above 2 on a poor one) is not "
+            "published as refined. 2.2 was chosen on the demo object's validation scenes; lower is stricter",
+            range=(0.1, 100.0),
+        ),
+    )
     max_detections: int = field(
         default=32,
         metadata=_param(

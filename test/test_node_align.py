@@ -21,6 +21,7 @@ from attn6d_ros.align import AlignConfig, TemplateConfig, default_cache_dir
 from attn6d_ros.align.templates import template_key
 from attn6d_ros.geometry import axis_angle_to_matrix
 from attn6d_ros.params import NodeConfig, ParameterError
+from attn6d_ros.pose_check import AgreementConfig
 from attn6d_ros.tracking import Track, Tracker
 
 K = np.array([[550.0, 0.0, 319.5], [0.0, 550.0, 239.5], [0.0, 0.0, 1.0]])
@@ -64,6 +65,7 @@ class _RecordingRefiner:
     def __init__(self) -> None:
         self.align_config = AlignConfig()
         self.align_only_config = AlignConfig(start_turn_deg=15.0)
+        self.agreement_config = AgreementConfig()
         self.calls: list[dict] = []
 
     def refine(self, rgb, K, detections, **kwargs):
@@ -88,6 +90,19 @@ def test_a_tracked_frame_is_refined_by_the_alignment_alone_with_one_start() -> N
     assert call["align_config"].start_turn_deg == 0.0 and call["guard"] is True
     # The parameters' starts still reach the Refiner for frames with detections.
     assert refiner.align_config.start_turn_deg == 10.0
+
+
+def test_the_guards_limit_on_aligned_outlines_is_a_parameter() -> None:
+    assert NodeConfig().guard_max_align_energy == AgreementConfig().max_align_energy == 2.2
+    refiner = _RecordingRefiner()
+    cfg = NodeConfig.from_parameters({"guard_max_align_energy": 1.6})
+    frame_jobs.refine_jobs(refiner, np.zeros((4, 4, 3), np.uint8), K, _tracked_jobs(), cfg)
+    assert refiner.agreement_config.max_align_energy == 1.6
+    assert refiner.agreement_config.guard_margin == AgreementConfig().guard_margin
+    with pytest.raises(
+        ParameterError, match=r"'guard_max_align_energy' must be in \[0.1, 100.0\], got 0.0"
+    ):
+        NodeConfig.from_parameters({"guard_max_align_energy": 0.0})
 
 
 def test_tracking_method_network_refines_tracks_as_detections() -> None:
