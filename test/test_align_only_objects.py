@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from attn6d_ros.align import AlignConfig, TemplateConfig, align_pose, load_or_build_templates
 from attn6d_ros.geometry import axis_angle_to_matrix
@@ -14,7 +15,6 @@ from attn6d_ros.network import ModelConfig, RefinerNet
 from attn6d_ros.objects import ObjectSpec, read_object_table, uses_network
 from attn6d_ros.refiner import ALIGN_ONLY_TURN_DEG, Refiner
 
-REPO = Path(__file__).resolve().parents[1]
 # Fewer, smaller views than the default (642 instead of 2562, 240 px): quick to build, same method.
 SMALL = TemplateConfig(subdivisions=3, image_px=240)
 

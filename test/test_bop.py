@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from conftest import REPO
 from PIL import Image
 
 from attn6d_ros.bop import bop_cases
 from attn6d_ros.geometry import axis_angle_to_matrix
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _dataset(root: Path) -> tuple[np.ndarray, np.ndarray]:

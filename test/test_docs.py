@@ -7,8 +7,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PACKAGE = REPO / "attn6d_ros"
 MAX_README_LINES = 200

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from attn6d_ros.checkpoint import save_checkpoint
 from attn6d_ros.evaluate import EvalCase, evaluate, synthetic_cases
@@ -14,8 +15,6 @@ from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.synth import SynthConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ import pytest
 
 from attn6d_ros.objects import read_object_table
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _table(directory: Path, mesh: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 # Import name -> the ROS 2 package that provides it, where the two differ.
 ROS_PACKAGE_OF = {"tf2_ros": "tf2_ros_py"}
 ROS_MODULES = {

@@ -1,12 +1,12 @@
 """Training diagnostics: the rotation probe sees a collapsed (constant) rotation head; the depth probe's
 response ratio is 1 for a head that reads scale exactly and 0 for one that ignores its input."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
@@ -19,8 +19,6 @@ from attn6d_ros.probe import (
     rotation_probe,
 )
 from attn6d_ros.synth import SceneGenerator, SynthConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_untrained_head_has_no_spread_and_the_targets_do() -> None:

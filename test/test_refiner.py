@@ -1,10 +1,9 @@
 """The Refiner API: batching, per-detection errors, result contents, device choice, shipped weights."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from attn6d_ros.evaluate import evaluate, synthetic_cases
 from attn6d_ros.geometry import axis_angle_to_matrix, rotation_error_deg
@@ -14,7 +13,6 @@ from attn6d_ros.refiner import Refiner, resolve_device
 from attn6d_ros.render import Renderer
 from attn6d_ros.synth import SynthConfig
 
-REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "demo_refiner.pt"
 K = np.array([[572.4, 0.0, 325.3], [0.0, 573.6, 242.0], [0.0, 0.0, 1.0]])
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 import attn6d_ros.synth as synth_module
 from attn6d_ros.photos import TEST_PHOTOS, TRAIN_PHOTOS, load_photo
 from attn6d_ros.shifted_scenes import ShiftedConfig, ShiftedSceneGenerator, shifted_cases
 from attn6d_ros.synth import SceneGenerator, SynthConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

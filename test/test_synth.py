@@ -1,17 +1,15 @@
 """Synthetic data: determinism, DeepIM perturbation statistics, occlusion bounds, crop alignment."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from attn6d_ros.crop import CropWindow, crop_intrinsics
 from attn6d_ros.geometry import matrix_to_axis_angle, rotation_error_deg
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.synth import SceneGenerator, SynthConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet, apply_update
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 from attn6d_ros.train import TrainConfig, TrainingStep, get_lr, load_train_config, main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
