@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +309,37 @@ def base_params(checkpoint: Path, /, **overrides) -> dict:
     }
     params.update(overrides)
     return params
+
+
+# Nodes made by refine_node during the running test: rclpy_session destroys them (again: harmless) before
+# rclpy.shutdown, so a failing test leaves no node or worker thread behind.
+_LIVE_NODES: list = []
+
+
+def refine_node(checkpoint: Path, cli_args: list[str] | None = None, **overrides):
+    """A RefineNode in this process with base_params(checkpoint, **overrides)."""
+    from rclpy.parameter import Parameter
+
+    from attn6d_ros.node import RefineNode
+
+    params = base_params(checkpoint, **overrides)
+    node = RefineNode(
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], cli_args=cli_args
+    )
+    _LIVE_NODES.append(node)
+    return node
+
+
+@contextmanager
+def rclpy_session() -> Iterator[None]:
+    """rclpy initialised for one test; at the end every refine_node is destroyed and rclpy shut down, also
+    when the test failed."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        while _LIVE_NODES:
+            _LIVE_NODES.pop().destroy_node()
+        rclpy.shutdown()

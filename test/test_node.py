@@ -16,10 +16,11 @@ from node_support import (
     OBJECTS_FILE,
     REPO,
     Peer,
-    base_params,
     key_of,
     make_checkpoint,
     pose,
+    rclpy_session,
+    refine_node,
     textured_image,
 )
 
@@ -35,20 +36,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def ros(ros_domain: int):
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.shutdown()
+    with rclpy_session():
+        yield
 
 
-def _node(checkpoint: Path, **overrides):
-    from rclpy.parameter import Parameter
-
-    from attn6d_ros.node import RefineNode
-
-    params = base_params(checkpoint, **overrides)
-    return RefineNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+_node = refine_node  # the in-process node (node_support)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -14,7 +14,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from node_support import OBJECTS_FILE, REPO, Peer, base_params, key_of, make_checkpoint
+from node_support import (
+    OBJECTS_FILE,
+    REPO,
+    Peer,
+    key_of,
+    make_checkpoint,
+    rclpy_session,
+    refine_node,
+)
 
 from attn6d_ros import frame_jobs
 from attn6d_ros.align import AlignConfig, TemplateConfig, default_cache_dir
@@ -157,21 +165,12 @@ def align_cache(tmp_path_factory: pytest.TempPathFactory, demo_model) -> Path:
 
 @pytest.fixture
 def ros(ros_domain: int, align_cache: Path, monkeypatch: pytest.MonkeyPatch):
-    import rclpy
-
     monkeypatch.setenv("ATTN6D_CACHE_DIR", str(align_cache))
-    rclpy.init()
-    yield
-    rclpy.shutdown()
+    with rclpy_session():
+        yield
 
 
-def _node(checkpoint: Path, **overrides):
-    from rclpy.parameter import Parameter
-
-    from attn6d_ros.node import RefineNode
-
-    params = base_params(checkpoint, **overrides)
-    return RefineNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+_node = refine_node  # the in-process node (node_support)
 
 
 def _true_pose(i: int) -> np.ndarray:

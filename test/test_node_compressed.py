@@ -13,10 +13,11 @@ from node_support import (
     K_VGA,
     OBJECTS_FILE,
     Peer,
-    base_params,
     key_of,
     make_checkpoint,
     pose,
+    rclpy_session,
+    refine_node,
     stamp_msg,
     textured_image,
 )
@@ -34,22 +35,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def ros(ros_domain: int):
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.shutdown()
+    with rclpy_session():
+        yield
 
 
-def _node(checkpoint: Path, cli_args: list[str] | None = None, **overrides):
-    from rclpy.parameter import Parameter
-
-    from attn6d_ros.node import RefineNode
-
-    params = base_params(checkpoint, **overrides)
-    return RefineNode(
-        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], cli_args=cli_args
-    )
+_node = refine_node  # the in-process node (node_support)
 
 
 def _compressed_msg(rgb: np.ndarray, t: float):
