@@ -97,8 +97,10 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-# The command that trained the shipped weights (README, "Shipped weights").
+# The first of the two trainings of the shipped weights (v1; docs/results.md, "Shipped weights"); the shipped
+# file is its robust fine-tune: attn6d-train --config config/train_demo_robust.yaml (the steps are in that file).
 train-demo: setup
 	$(VENV)/bin/attn6d-train --config config/train_demo.yaml
 

@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(DEMO_DOMAIN_ID))
     # Shared-memory segments that hold a 640x480 frame (the default 512 KiB does not) and UDP only on
-    # 127.0.0.1, for the camera here and the node; a profile the user set wins (README, 'Large images').
+    # 127.0.0.1, for the camera here and the node; a profile the user set wins (docs/node.md, 'Large images').
     if not any(os.environ.get(v) for v in DDS_PROFILE_VARIABLES):
         profile = resolve_path("package://attn6d_ros/config/fastdds_large_frames_loopback.xml")
         for variable in DDS_PROFILE_VARIABLES:

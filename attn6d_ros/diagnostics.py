@@ -83,7 +83,7 @@ def missing_images(stats: NodeStats, now: float, profile_hint: str) -> str:
         f"({images / RATE_WINDOW_S:.1f} Hz). Large best-effort images from another process are lost when "
         "Fast DDS's shared-memory segments are smaller than a frame (512 KiB by default; a 640x480 rgb8 "
         "image is 900 KiB): start the camera driver, the publisher, with FASTDDS_DEFAULT_PROFILES_FILE "
-        f"(Fast DDS 2: FASTRTPS_DEFAULT_PROFILES_FILE) set to {profile_hint} (README, 'Large images'), "
+        f"(Fast DDS 2: FASTRTPS_DEFAULT_PROFILES_FILE) set to {profile_hint} (docs/node.md, 'Large images'), "
         "or, if the camera publishes reliable, set qos.image.reliability to reliable"
     )
 

@@ -750,7 +750,7 @@ class RefineNode(Node):
 
 
 def _fallbacks_text() -> str:
-    """Which implementation of each optional ROS package is in use (README, "Fallbacks")."""
+    """Which implementation of each optional ROS package is in use (docs/node.md, "Fallbacks")."""
     return (
         "synchronizer "
         + ("message_filters" if sync.USING_MESSAGE_FILTERS else "fallback (attn6d_ros.sync)")
@@ -766,7 +766,7 @@ _PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILE
 
 
 def _dds_profile_hint() -> str:
-    """Where the package's Fast DDS profile for large images is (README, 'Large images')."""
+    """Where the package's Fast DDS profile for large images is (docs/node.md, 'Large images')."""
     try:
         return str(share_dir() / "config" / "fastdds_large_frames.xml")
     except FileNotFoundError:
@@ -785,7 +785,7 @@ def _dds_text() -> str:
         return f"RMW {rmw}, Fast DDS profile {profiles[0]}"
     return (
         f"RMW {rmw}, no Fast DDS profile: best-effort images larger than 512 KiB from other processes "
-        f"may be lost (use {_dds_profile_hint()}; README, 'Large images')"
+        f"may be lost (use {_dds_profile_hint()}; docs/node.md, 'Large images')"
     )
 
 

@@ -66,10 +66,10 @@ class SynthConfig:
     # Ours: those samples draw one factor each for rotation, image-plane shift and depth instead of one for
     # all three. With one factor a render aligned in rotation is always near the true depth too, so the
     # network learns to shrink its depth update once rotation looks right, while after a few stages rotation
-    # is within 5 degrees and depth still a few per cent off (README, "Shipped weights").
+    # is within 5 degrees and depth still a few per cent off (docs/results.md, "Shipped weights").
     later_stage_independent: bool = False
     # Training samples whose current pose has the true translation, so that only rotation differs between
-    # render and image (ours: rotation then shows alone; README, "Training your own objects").
+    # render and image (ours: rotation then shows alone; docs/tools.md, "attn6d-train").
     rotation_only_probability: float = 0.0
     noise_sigma: tuple[float, float] = (0.0, 8.0)  # sensor noise, 0..255 units
     blur_probability: float = 0.3

@@ -98,13 +98,13 @@ class TrainConfig:
     point_loss_weight: float = 0.25  # the paper's factor on the mean squared point distance
     direct_loss_weight: float = 1.0
     # Weights of the direct terms: image shift, depth, rotation (e.g. (1, 3, 1) to press on depth, which
-    # limits ADD once rotation is within a few degrees; README, "Shipped weights").
+    # limits ADD once rotation is within a few degrees; docs/results.md, "Shipped weights").
     direct_term_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # Smooth-L1 beta of the direct terms, normalised units (network.DirectLossScales.beta): 1 is quadratic
     # below one scale; a small value (e.g. 0.1) is L1-like, which keeps training the last per cent of depth.
     direct_loss_beta: float = 1.0
     # Auxiliary flow loss (ours, after DeepIM; needs model_overrides.flow_head: true): the first stage also
-    # predicts the rendered object's image motion per grid cell. README, "Training your own objects".
+    # predicts the rendered object's image motion per grid cell. docs/tools.md, "attn6d-train".
     flow_loss_weight: float = 0.0
     curriculum_samples: int = 200_000  # difficulty ramps from 0 to 1 over these samples
     num_workers: int = 1  # data processes (each renders with its own EGL context)
