@@ -83,11 +83,10 @@ from attn6d_ros.mesh import UNIT_SCALE
 from attn6d_ros.msg import RefinementArray
 from attn6d_ros.objects import read_object_table, uses_network
 from attn6d_ros.params import (
-    REMOVED_PARAMETERS,
     NodeConfig,
     ParameterError,
     declare_parameters,
-    removed_parameters_message,
+    split_removed_parameters,
 )
 from attn6d_ros.paths import resolve_path, share_dir
 from attn6d_ros.refinement_messages import MessageTypes, frame_messages, object_box
@@ -235,10 +234,9 @@ class RefineNode(Node):
             name for name in overrides
             if name not in declared and not name.startswith(_ROS_OWN_PARAMETERS)
         )  # fmt: skip
-        removed = removed_parameters_message(unknown)
+        removed, unknown = split_removed_parameters(unknown)
         if removed:  # depth_search, region_fit...: set in an older parameters file
             self.get_logger().warning(f"ignoring {removed}")
-            unknown = [name for name in unknown if name not in REMOVED_PARAMETERS]
         if unknown:
             self.get_logger().warning(
                 f"ignoring unknown parameters {unknown} (typos?); known: {sorted(declared)}"

@@ -409,6 +409,12 @@ def removed_parameters_message(names: list[str]) -> str | None:
     )
 
 
+def split_removed_parameters(names: list[str]) -> tuple[str | None, list[str]]:
+    """(removed_parameters_message(names), the names that are not removed parameters): for a node or tool
+    that warns about the removed parameters it was given and then about the unknown rest."""
+    return removed_parameters_message(names), [n for n in names if n not in REMOVED_PARAMETERS]
+
+
 def parameter_fields() -> dict[str, Any]:
     """{parameter name: dataclass field} in declaration order."""
     return {f.metadata["param"]: f for f in fields(NodeConfig)}

@@ -47,12 +47,7 @@ from attn6d_ros.bag_io import (
     storage_of,
 )
 from attn6d_ros.compressed_image import image_msg_to_rgb
-from attn6d_ros.params import (
-    REMOVED_PARAMETERS,
-    NodeConfig,
-    ParameterError,
-    removed_parameters_message,
-)
+from attn6d_ros.params import NodeConfig, ParameterError, split_removed_parameters
 from attn6d_ros.params_file import read_params_file
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.refinement_messages import TYPE_NAMES, MessageTypes, frame_messages, object_box
@@ -365,10 +360,9 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path, Path]:
 def _run(args: argparse.Namespace) -> int:
     source, target = _check_arguments(args)
     cfg, unknown = read_params_file(resolve_path(args.params))
-    removed = removed_parameters_message(unknown)
+    removed, unknown = split_removed_parameters(unknown)
     if removed:  # depth_search, region_fit...: an older parameters file
         print(f"attn6d-refine-bag: ignoring {removed}", file=sys.stderr)
-        unknown = [name for name in unknown if name not in REMOVED_PARAMETERS]
     if unknown:
         print(
             f"attn6d-refine-bag: ignoring unknown parameters {unknown} (typos?)", file=sys.stderr

@@ -418,8 +418,8 @@ class Refiner:
         valid: list[int],
         n_stages: int,
         timings: dict[str, float],
-        align: bool = False,
-        align_config: AlignConfig | None = None,
+        align: bool,
+        align_config: AlignConfig,
     ) -> None:
         S = self.cfg.crop_size
         dev = self.device
@@ -478,8 +478,9 @@ class Refiner:
         if align:
             tic = time.perf_counter()
             for j in np.flatnonzero(alive):
-                aligned[j] = self._align(image, K, final[j], results[valid[j]].object_id,
-                                         align_config or self.align_config)  # fmt: skip
+                aligned[j] = self._align(
+                    image, K, final[j], results[valid[j]].object_id, align_config
+                )
                 _record_alignment(results[valid[j]], aligned[j], final[j], models[j], n_stages)
                 final[j] = results[valid[j]].T
             timings["align"] += _ms_since(tic)
