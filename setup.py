@@ -37,12 +37,12 @@ setup(
     entry_points={
         "console_scripts": [
             "refine_node = attn6d_ros.node:main",
-            "attn6d-demo = attn6d_ros.demo:main",
+            "attn6d-demo = attn6d_ros.tools.demo:main",
             "attn6d-train = attn6d_ros.train:main",
             "attn6d-eval = attn6d_ros.evaluate:main",
-            "attn6d-bench = attn6d_ros.bench:main",
-            "attn6d-make-demo-object = attn6d_ros.demo_object:main",
-            "attn6d-refine-bag = attn6d_ros.refine_bag:main",
+            "attn6d-bench = attn6d_ros.tools.bench:main",
+            "attn6d-make-demo-object = attn6d_ros.tools.demo_object:main",
+            "attn6d-refine-bag = attn6d_ros.ros.refine_bag:main",
         ]
     },
 )

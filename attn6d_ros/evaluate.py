@@ -38,7 +38,7 @@ from attn6d_ros.align import AlignConfig
 from attn6d_ros.geometry import moved_along_ray
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.metrics import pose_errors
-from attn6d_ros.params import NodeConfig
+from attn6d_ros.pose_check import DEFAULT_MIN_SCORE
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.shifted_scenes import shifted_cases
 from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
@@ -46,8 +46,6 @@ from attn6d_ros.synth import SceneGenerator, SynthConfig, TestScene
 log = logging.getLogger(__name__)
 
 OCCLUSION_BUCKETS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6))  # hidden share of the silhouette
-# What the node publishes by default, for the guard's summary.
-NODE_MIN_SCORE = NodeConfig().min_score
 # A final pose is worse than the coarse one: its ADD(-S) error is larger by over this share of the diameter.
 WORSE_MARGIN = 0.01
 
@@ -120,7 +118,9 @@ def evaluate(
                 "align_failed": result.align_error is not None,
                 "guarded": result.guard is not None,
                 # As the node would publish it with its default min_score (and the guard on).
-                "published": result.ok and result.guard is None and result.score >= NODE_MIN_SCORE,
+                "published": result.ok
+                and result.guard is None
+                and result.score >= DEFAULT_MIN_SCORE,
                 "worse": errors[-1].add_or_add_s
                 > errors[0].add_or_add_s + WORSE_MARGIN * model.diameter,
                 "depth_rel": [T[2, 3] / case.T_gt[2, 3] - 1.0 for T in poses],

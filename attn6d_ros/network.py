@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attn6d_ros.config import dataclass_from_dict
+from attn6d_ros.config_from_dict import dataclass_from_dict
 
 # The paper's depth output is divided by 3000 before exp() (§2.5): a raw 300 scales the depth by e^0.1.
 DEPTH_OUTPUT_DIVISOR = 3000.0

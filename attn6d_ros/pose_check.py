@@ -24,6 +24,8 @@ from attn6d_ros.render import Renderer
 
 # Fewer band pixels on either side of a silhouette: no colour model, agreement 0.
 MIN_BAND_PIXELS = 20
+# A refined pose scoring below this is not trusted: the node's default min_score, attn6d-eval's "published".
+DEFAULT_MIN_SCORE = 0.2
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class ShiftedSceneGenerator:
     def close(self) -> None:
         """Frees the EGL context (and only it: the display stays up for other renderers)."""
         if self._renderer is not None:
-            from attn6d_ros._render_pyrender import _delete_offscreen
+            from attn6d_ros.render.pyrender_backend import _delete_offscreen
 
             _delete_offscreen(self._renderer)
             self._renderer = None

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from attn6d_ros.config import dataclass_from_dict
+from attn6d_ros.config_from_dict import dataclass_from_dict
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
 from attn6d_ros.geometry import axis_angle_to_matrix, rigid_flow_px
 from attn6d_ros.mesh import ObjectModel, model_from_arrays

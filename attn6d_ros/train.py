@@ -42,7 +42,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from attn6d_ros.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from attn6d_ros.config import dataclass_from_dict
+from attn6d_ros.config_from_dict import dataclass_from_dict
 from attn6d_ros.crop import CropWindow, crop_intrinsics
 from attn6d_ros.evaluate import evaluate, synthetic_cases
 from attn6d_ros.mesh import ObjectModel

@@ -28,9 +28,9 @@ class BagFrame:
 
 def demo_frames(count: int, seed: int = 3, phase_span: float = 0.3) -> list[BagFrame]:
     """`count` frames of the demo trajectory (phases 0..phase_span: before the occluder), 0.5 s apart."""
-    from attn6d_ros.demo import World
     from attn6d_ros.objects import load_objects
     from attn6d_ros.synth import SceneGenerator, SynthConfig
+    from attn6d_ros.tools.demo import World
 
     model = load_objects(Path(__file__).resolve().parents[1] / "config" / "objects.yaml")[
         "demo_object"
@@ -67,7 +67,7 @@ def _pose(types: dict, T: np.ndarray):
 
 def image_msg(types: dict, rgb: np.ndarray, stamp_ns: int, codec: str | None = None):
     """rgb8 Image, or CompressedImage ('jpeg' / 'png') as image_transport's compressed plugin."""
-    from attn6d_ros.compressed_image import rgb_to_compressed_data
+    from attn6d_ros.ros.compressed_image import rgb_to_compressed_data
 
     header = _header(types, stamp_ns)
     if codec:
@@ -116,8 +116,8 @@ def detections_msg(types: dict, stamp_ns: int, items: list):
 
 
 def bag_typestore():
-    from attn6d_ros.bag_io import message_typestore
-    from attn6d_ros.refinement_messages import TYPE_NAMES
+    from attn6d_ros.ros.bag_io import message_typestore
+    from attn6d_ros.ros.codec import TYPE_NAMES
 
     return message_typestore(
         [], ["sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
@@ -143,7 +143,7 @@ def write_bag(
     `skip_detections` no detections; frame `corrupt_detections` has a cut-short detections message."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from attn6d_ros.demo import K_DEMO
+    from attn6d_ros.tools.demo import K_DEMO
 
     typestore = bag_typestore()
     types = typestore.types
@@ -198,7 +198,7 @@ def read_bag(path: Path) -> dict[str, list]:
     """{topic: [(bag time ns, message)]} of every message, with the bag's own definitions."""
     from rosbags.rosbag2 import Reader
 
-    from attn6d_ros.bag_io import message_typestore
+    from attn6d_ros.ros.bag_io import message_typestore
 
     out: dict[str, list] = {}
     with Reader(path) as reader:

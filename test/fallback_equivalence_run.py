@@ -2,7 +2,7 @@
 test_fallback_equivalence.py). Usage: fallback_equivalence_run.py real|fallback CHECKPOINT OUT.npz
 
 `fallback` hides message_filters, tf2_ros and cv_bridge before attn6d_ros is imported, as in an installation
-without them, so the node takes attn6d_ros.sync, attn6d_ros.tf_publisher and the numpy image decoder.
+without them, so the node takes attn6d_ros.ros.sync, attn6d_ros.ros.tf_publisher and the numpy image decoder.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def main(mode: str, checkpoint: str, out: str) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from attn6d_ros import conversions, sync, tf_publisher
-    from attn6d_ros.conversions import pose_to_matrix
     from attn6d_ros.node import RefineNode
+    from attn6d_ros.ros import codec, sync, tf_publisher
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     rclpy.init()
     params = base_params(Path(checkpoint))
@@ -57,7 +57,7 @@ def main(mode: str, checkpoint: str, out: str) -> int:
         raise SystemExit("the peer and the node did not match")
     saved: dict[str, np.ndarray] = {
         "implementations": np.array(
-            [sync.USING_MESSAGE_FILTERS, tf_publisher.USING_TF2_ROS, conversions.USING_CV_BRIDGE]
+            [sync.USING_MESSAGE_FILTERS, tf_publisher.USING_TF2_ROS, codec.USING_CV_BRIDGE]
         )
     }
     for index, (encoding, pad_bytes, bigendian) in enumerate(FRAMES):
@@ -92,7 +92,7 @@ def main(mode: str, checkpoint: str, out: str) -> int:
               x.transform.rotation.w] for x in tf.transforms]
         )  # fmt: skip
         saved[f"tf_children_{index}"] = np.array([x.child_frame_id for x in tf.transforms])
-        saved[f"decoded_{index}"] = conversions.image_to_rgb(image)
+        saved[f"decoded_{index}"] = codec.image_to_rgb(image)
         overlay = peer.overlays[key_of(t)]
         saved[f"overlay_{index}"] = np.frombuffer(bytes(overlay.data), np.uint8).reshape(
             overlay.height, overlay.step

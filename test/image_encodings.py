@@ -1,11 +1,11 @@
 """sensor_msgs/Image messages in every encoding the node accepts, with row padding and either byte order, for
-the tests that compare cv_bridge with our numpy decoder (attn6d_ros.conversions.ENCODINGS)."""
+the tests that compare cv_bridge with our numpy decoder (attn6d_ros.ros.codec.ENCODINGS)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from attn6d_ros.conversions import ENCODINGS
+from attn6d_ros.ros.codec import ENCODINGS
 
 
 def encode(rgb16: np.ndarray, encoding: str, *, pad_bytes: int = 0, bigendian: bool = False):

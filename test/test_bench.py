@@ -12,7 +12,7 @@ from conftest import REPO
 @pytest.mark.slow
 def test_bench_prints_one_json_object() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.bench", "--configs", "lite", "--objects", "1", "2",
+        [sys.executable, "-m", "attn6d_ros.tools.bench", "--configs", "lite", "--objects", "1", "2",
          "--repeats", "1", "--no-node", "--device", "cpu"],
         capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip
@@ -35,7 +35,7 @@ def test_bench_memory_prints_peak_rss_per_detection_count(tmp_path: Path) -> Non
 
     checkpoint = make_checkpoint(tmp_path / "m.pt")
     out = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.bench", "--memory", "17", "--checkpoint",
+        [sys.executable, "-m", "attn6d_ros.tools.bench", "--memory", "17", "--checkpoint",
          str(checkpoint), "--device", "cpu"],
         capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip

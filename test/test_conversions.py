@@ -11,8 +11,8 @@ from node_support import FRAME, K_VGA, camera_info_msg, detections_msg, pose
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from attn6d_ros import conversions
-from attn6d_ros.conversions import (
+from attn6d_ros.ros import codec
+from attn6d_ros.ros.codec import (
     _decode_numpy,
     camera_intrinsics,
     check_image_message,
@@ -130,9 +130,9 @@ def test_numpy_converter_is_used_without_cv_bridge() -> None:
     try:
         import cv_bridge  # noqa: F401
     except ImportError:
-        assert conversions.USING_CV_BRIDGE is False
+        assert codec.USING_CV_BRIDGE is False
     else:
-        assert conversions.USING_CV_BRIDGE is True
+        assert codec.USING_CV_BRIDGE is True
 
 
 # -- camera_info ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from node_support import REPO, make_checkpoint
 
 
 def test_demo_defaults_are_the_shipped_weights_and_objects() -> None:
-    from attn6d_ros.demo import _parser
+    from attn6d_ros.tools.demo import _parser
 
     args = _parser().parse_args([])
     assert args.checkpoint == "package://attn6d_ros/models/demo_refiner.pt"
@@ -20,7 +20,7 @@ def test_demo_defaults_are_the_shipped_weights_and_objects() -> None:
 
 def test_demo_without_weights_says_how_to_get_them(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.demo", "--checkpoint", str(tmp_path / "none.pt")],
+        [sys.executable, "-m", "attn6d_ros.tools.demo", "--checkpoint", str(tmp_path / "none.pt")],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 2 and "checkpoint not found" in result.stderr
@@ -31,7 +31,8 @@ def test_node_helpers_that_need_no_ros_do_not_import_it() -> None:
     # The core's own check is test_core_without_ros.py; these are the node's ROS-free parts.
     code = (
         "import sys\n"
-        "import attn6d_ros.tracking, attn6d_ros.backpressure, attn6d_ros.params, attn6d_ros.overlay\n"
+        "import attn6d_ros.ros.tracking, attn6d_ros.ros.backpressure, attn6d_ros.ros.params\n"
+        "import attn6d_ros.ros.overlay\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rclpy'))\n"
     )
     result = subprocess.run(
@@ -50,7 +51,7 @@ def test_node_helpers_that_need_no_ros_do_not_import_it() -> None:
 )
 def test_demo_bad_arguments_are_named(extra: list, message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.demo", *extra],
+        [sys.executable, "-m", "attn6d_ros.tools.demo", *extra],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 2 and message in result.stderr
@@ -65,7 +66,7 @@ def test_demo_prints_one_json_line_and_writes_overlays(
     checkpoint = make_checkpoint(tmp_path / "m.pt")
     out = tmp_path / "demo_out"
     result = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.demo", "--checkpoint", str(checkpoint), "--frames", "4",
+        [sys.executable, "-m", "attn6d_ros.tools.demo", "--checkpoint", str(checkpoint), "--frames", "4",
          "--rate", "2", "--out", str(out), "--cpu-threads", "1", "--stages", "1", "--device", "cpu",
          "--detect-every", str(detect_every),
          # Random weights score anything: let every refinement start and continue a track.

@@ -10,9 +10,9 @@ pytest.importorskip("geometry_msgs.msg")
 
 from node_support import REPO
 
-from attn6d_ros.conversions import matrix_to_pose
-from attn6d_ros.demo import FrameRecord, Recording, summarize
 from attn6d_ros.mesh import load_mesh
+from attn6d_ros.ros.codec import matrix_to_pose
+from attn6d_ros.tools.demo import FrameRecord, Recording, summarize
 
 
 def _record(index: int, model, *, tracked: bool, off_m: float, method: str, error: str = ""):

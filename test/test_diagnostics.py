@@ -6,7 +6,7 @@ pytestmark = pytest.mark.ros
 
 
 def _status(stats, **overrides):
-    from attn6d_ros.diagnostics import diagnostic_status
+    from attn6d_ros.ros.diagnostics import diagnostic_status
 
     kwargs = dict(
         name="/attn6d_refiner: pose refinement",
@@ -22,7 +22,7 @@ def _status(stats, **overrides):
 def test_levels_say_what_is_wrong_first() -> None:
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    from attn6d_ros.diagnostics import NodeStats
+    from attn6d_ros.ros.diagnostics import NodeStats
 
     stats = NodeStats()
     assert (_status(stats).level, _status(stats).message) == (DiagnosticStatus.OK, "ok")
@@ -37,7 +37,7 @@ def test_levels_say_what_is_wrong_first() -> None:
 def test_values_report_counts_rates_and_medians() -> None:
     import time
 
-    from attn6d_ros.diagnostics import RATE_WINDOW_S, NodeStats
+    from attn6d_ros.ros.diagnostics import RATE_WINDOW_S, NodeStats
 
     stats = NodeStats()
     now = time.monotonic()
@@ -61,7 +61,7 @@ def test_camera_info_without_images_is_a_warning_pointing_at_the_dds_profile() -
 
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    from attn6d_ros.diagnostics import NodeStats, missing_images
+    from attn6d_ros.ros.diagnostics import NodeStats, missing_images
 
     now = time.monotonic()
     stats = NodeStats()

@@ -24,7 +24,7 @@ from node_support import (
     textured_image,
 )
 
-from attn6d_ros.params import NodeConfig, ParameterError
+from attn6d_ros.ros.params import NodeConfig, ParameterError
 
 pytestmark = pytest.mark.ros
 
@@ -178,7 +178,7 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
         and key_of(t) == details.header.stamp.sec * 10**9 + details.header.stamp.nanosec
     )
     assert [r.instance_id for r in details.refinements] == ["demo_object", "demo_object_1", "left"]
-    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     for refinement, result in zip(details.refinements, expected, strict=True):
         assert refinement.error == "" and len(refinement.stage_poses) == 2
@@ -236,7 +236,7 @@ def test_scores_below_min_score_are_reported_not_published(ros: None, checkpoint
 def test_overlay_is_drawn_only_while_subscribed(
     ros: None, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attn6d_ros import overlay
+    from attn6d_ros.ros import overlay
 
     calls = []
     real = overlay.draw_overlay
@@ -363,7 +363,7 @@ def test_max_detections_keeps_the_highest_scored_and_warns_how_many_were_dropped
 
 
 def test_limit_detections_ranks_by_score_and_keeps_input_order() -> None:
-    from attn6d_ros.conversions import CoarseDetection, limit_detections
+    from attn6d_ros.ros.codec import CoarseDetection, limit_detections
 
     def detection(index: int, score: float) -> CoarseDetection:
         return CoarseDetection(index, f"d{index}", "mug", None, np.eye(4), None, score)

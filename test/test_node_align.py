@@ -24,13 +24,13 @@ from node_support import (
     refine_node,
 )
 
-from attn6d_ros import frame_jobs
 from attn6d_ros.align import AlignConfig, TemplateConfig, default_cache_dir
 from attn6d_ros.align.templates import template_key
 from attn6d_ros.geometry import axis_angle_to_matrix
-from attn6d_ros.params import NodeConfig, ParameterError
 from attn6d_ros.pose_check import AgreementConfig
-from attn6d_ros.tracking import Track, Tracker
+from attn6d_ros.ros import frame_jobs
+from attn6d_ros.ros.params import NodeConfig, ParameterError
+from attn6d_ros.ros.tracking import Track, Tracker
 
 K = np.array([[550.0, 0.0, 319.5], [0.0, 550.0, 239.5], [0.0, 0.0, 1.0]])
 # The drill seen from its side, as in the demo (demo.py's R_BASE).
@@ -235,7 +235,7 @@ def _coarse(T: np.ndarray) -> np.ndarray:
 def test_tracking_follows_the_object_by_the_alignment_alone(
     ros: None, checkpoint: Path, frames, demo_model, capfd: pytest.CaptureFixture
 ) -> None:
-    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     node = _node(checkpoint, align=True, **{"tracking.enabled": True, "tracking.min_score": 0.0})
     log = capfd.readouterr().err
@@ -309,9 +309,9 @@ def test_objects_without_weights_are_refined_by_the_alignment_alone(
     """A checkpoint trained on another object: the table's demo_object ('auto') and 'new' ('align') are
     aligned alone; 'known' ('network') goes through the stages."""
     from attn6d_ros.checkpoint import save_checkpoint
-    from attn6d_ros.conversions import pose_to_matrix
     from attn6d_ros.network import ModelConfig, RefinerNet
     from attn6d_ros.refiner import Refiner
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     checkpoint = tmp_path / "other.pt"
     net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True, num_stages=4))

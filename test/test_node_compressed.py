@@ -22,8 +22,8 @@ from node_support import (
     textured_image,
 )
 
-from attn6d_ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
-from attn6d_ros.conversions import pose_to_matrix
+from attn6d_ros.ros.codec import pose_to_matrix
+from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
 
 pytestmark = pytest.mark.ros
 
@@ -118,7 +118,7 @@ def test_compressed_topic_follows_the_image_remapping(ros: None, checkpoint: Pat
 
 
 def test_an_unknown_image_transport_is_refused(ros: None, checkpoint: Path) -> None:
-    from attn6d_ros.params import ParameterError
+    from attn6d_ros.ros.params import ParameterError
 
     with pytest.raises(ParameterError, match="parameter 'image_transport' must be one of"):
         _node(checkpoint, image_transport="theora")

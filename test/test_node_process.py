@@ -86,7 +86,7 @@ def _same_header(a, b) -> bool:
 def test_every_output_carries_the_image_header(start) -> None:
     from visualization_msgs.msg import Marker
 
-    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     node, peer = start(overlay=True, tf_prefix="obj/", **{"diagnostics.period_s": 0.2})
     t = time.time()
@@ -352,7 +352,7 @@ def test_stamps_that_never_match_are_warned_about_naming_them(start) -> None:
 def _detect_then_track(peer: Peer, node, rgb, t: float, t2: float, items_t2: list | None) -> None:
     """Detects 'mug-1' at `t`, then checks that the frame at `t2` (`items_t2`: [] for an empty detection
     array, None for no detections message) is refined from the pose refined at `t` and published."""
-    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     peer.publish_frame(rgb, K_VGA, t, [("mug-1", "demo_object", pose())])
     first = _wait_details(peer, node, t).refinements[0]

@@ -5,7 +5,7 @@ import pytest
 
 from attn6d_ros.crop import compute_window
 from attn6d_ros.mesh import model_from_arrays
-from attn6d_ros.overlay import (
+from attn6d_ros.ros.overlay import (
     COARSE_COLOR,
     REFINED_COLOR,
     OverlayItem,

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from attn6d_ros.frame_jobs import Job, outcome
 from attn6d_ros.geometry import axis_angle_to_matrix
 from attn6d_ros.network import ModelConfig, RefinerNet
 from attn6d_ros.pose_check import (
@@ -17,6 +16,7 @@ from attn6d_ros.pose_check import (
     silhouette_agreement,
 )
 from attn6d_ros.refiner import Refiner
+from attn6d_ros.ros.frame_jobs import Job, outcome
 
 
 def _turned(T: np.ndarray, degrees: float, shift_m: float = 0.0) -> np.ndarray:

@@ -10,7 +10,8 @@ from conftest import REPO
 
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
-from attn6d_ros.probe import (
+from attn6d_ros.synth import SceneGenerator, SynthConfig
+from attn6d_ros.tools.probe import (
     DEPTH_ERRORS_PCT,
     _ridge_r2,
     depth_alignment_probe,
@@ -18,7 +19,6 @@ from attn6d_ros.probe import (
     main,
     rotation_probe,
 )
-from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 
 def test_untrained_head_has_no_spread_and_the_targets_do() -> None:

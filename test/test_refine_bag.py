@@ -26,11 +26,11 @@ from bag_support import (
 )
 from node_support import REPO, make_checkpoint
 
-from attn6d_ros import refine_bag
-from attn6d_ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
-from attn6d_ros.conversions import pose_to_matrix
-from attn6d_ros.params import ParameterError
-from attn6d_ros.params_file import read_params_file
+from attn6d_ros.ros import refine_bag
+from attn6d_ros.ros.codec import pose_to_matrix
+from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
+from attn6d_ros.ros.params import ParameterError
+from attn6d_ros.ros.params_file import read_params_file
 
 OUTPUTS = ("/refined/details", "/refined/detections", "/refined/pose", "/tf")
 
@@ -156,8 +156,8 @@ def test_outputs_equal_the_refiner_on_the_same_frame(
     tmp_path: Path, capsys, frames, tiny_params: Path
 ) -> None:
     from attn6d_ros.objects import load_objects
-    from attn6d_ros.params_file import read_params_file
     from attn6d_ros.refiner import Refiner
+    from attn6d_ros.ros.params_file import read_params_file
 
     bag = write_bag(tmp_path / "in", frames[:2], storage="mcap")
     code, summary, err = run_tool(capsys, bag, tmp_path / "out", "--params", tiny_params)
@@ -168,7 +168,7 @@ def test_outputs_equal_the_refiner_on_the_same_frame(
     refiner.add_object(
         "demo_object", load_objects(REPO / "config" / "objects.yaml")["demo_object"]
     )
-    from attn6d_ros.demo import K_DEMO
+    from attn6d_ros.tools.demo import K_DEMO
 
     try:
         for frame, msg in zip(frames[:2], details, strict=True):
@@ -187,9 +187,9 @@ def test_objects_without_weights_are_refined_by_the_alignment_alone_as_in_the_no
     tmp_path: Path, capsys, frames
 ) -> None:
     # The object table says 'method: align' (no trained weights): no network stage runs for it.
-    from attn6d_ros.demo import K_DEMO
     from attn6d_ros.objects import load_objects
     from attn6d_ros.refiner import Refiner
+    from attn6d_ros.tools.demo import K_DEMO
 
     table = tmp_path / "objects.yaml"
     table.write_text(
@@ -232,7 +232,7 @@ def test_the_tool_runs_without_any_ros_package(tmp_path: Path, frames, tiny_para
         "import sys\n"
         f"for name in {_ROS_MODULES!r}:\n"
         "    sys.modules[name] = None  # import raises ImportError\n"
-        "from attn6d_ros import refine_bag\n"
+        "from attn6d_ros.ros import refine_bag\n"
         f"code = refine_bag.main([{str(bag)!r}, {str(tmp_path / 'out')!r}, '--params', {str(tiny_params)!r},"
         " '--no-progress'])\n"
         f"assert not [m for m in sys.modules if m.split('.')[0] in {_ROS_MODULES!r} and sys.modules[m]]\n"
@@ -518,7 +518,7 @@ def test_a_truncated_jpeg_is_an_error() -> None:
 
 
 def test_the_shipped_parameters_file_gives_the_defaults() -> None:
-    from attn6d_ros.params import NodeConfig
+    from attn6d_ros.ros.params import NodeConfig
 
     cfg, unknown = read_params_file(REPO / "config" / "refine.yaml")
     assert cfg == NodeConfig() and unknown == []

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from bag_support import read_bag
 
-from attn6d_ros.conversions import pose_to_matrix
+from attn6d_ros.ros.codec import pose_to_matrix
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ def test_a_demo_recording_is_refined_as_the_live_node_did(
 ) -> None:
     bag = tmp_path / "demo_bag"
     demo = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.demo", "--frames", "4", "--rate", "1", "--out",
+        [sys.executable, "-m", "attn6d_ros.tools.demo", "--frames", "4", "--rate", "1", "--out",
          str(tmp_path / "demo_out"), "--cpu-threads", "1", "--device", "cpu", "--record", str(bag),
          "--record-storage", storage],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
@@ -43,7 +43,7 @@ def test_a_demo_recording_is_refined_as_the_live_node_did(
     )
     out = tmp_path / "refined_bag"
     tool = subprocess.run(
-        [sys.executable, "-m", "attn6d_ros.refine_bag", str(bag), str(out), "--params", str(params)],
+        [sys.executable, "-m", "attn6d_ros.ros.refine_bag", str(bag), str(out), "--params", str(params)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert tool.returncode == 0, tool.stderr

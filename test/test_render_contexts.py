@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from attn6d_ros._egl_context import EglContext
 from attn6d_ros.render import Renderer
+from attn6d_ros.render.egl_context import EglContext
 
 CROP_K = np.array([[572.4, 0.0, 48.0], [0.0, 573.6, 48.0], [0.0, 0.0, 1.0]])  # a 96 px crop
 

@@ -35,7 +35,7 @@ def _imports(path: Path) -> set[str]:
 def test_made_by_other_code_than_the_training_data() -> None:
     imported = _imports(REPO / "attn6d_ros" / "shifted_scenes.py")
     assert "pyrender" in imported
-    for training_code in ("attn6d_ros.synth", "attn6d_ros.render", "attn6d_ros._render_moderngl",
+    for training_code in ("attn6d_ros.synth", "attn6d_ros.render", "attn6d_ros.render.moderngl_backend",
                           "attn6d_ros.crop"):  # fmt: skip
         assert training_code not in imported
 

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from attn6d_ros import sync
-from attn6d_ros.sync import SimpleFilter, _FallbackApproximateTimeSynchronizer
+from attn6d_ros.ros import sync
+from attn6d_ros.ros.sync import SimpleFilter, _FallbackApproximateTimeSynchronizer
 
 
 def _msg(t: float, tag: str = "") -> SimpleNamespace:
@@ -116,7 +116,7 @@ def test_fallback_subscriber_synchronizes_ros_topics(ros_domain: int) -> None:
     import rclpy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from attn6d_ros.sync import _FallbackSubscriber
+    from attn6d_ros.ros.sync import _FallbackSubscriber
 
     rclpy.init()
     try:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from attn6d_ros import tf_publisher
+from attn6d_ros.ros import tf_publisher
 
 pytestmark = pytest.mark.ros
 

@@ -4,8 +4,8 @@ import threading
 
 import numpy as np
 
-from attn6d_ros.backpressure import LatestSlot
-from attn6d_ros.tracking import PendingImages, Track, Tracker
+from attn6d_ros.ros.backpressure import LatestSlot
+from attn6d_ros.ros.tracking import PendingImages, Track, Tracker
 
 
 def _track(name: str, score: float = 0.9, stamp_s: float = 10.0) -> Track:

@@ -13,8 +13,8 @@ import pytest
 from image_encodings import encode, random_rgb16
 from upstream_support import REPO, UPSTREAM_DIR, require
 
-from attn6d_ros import conversions, sync, tf_publisher
-from attn6d_ros.conversions import ENCODINGS
+from attn6d_ros.ros import codec, sync, tf_publisher
+from attn6d_ros.ros.codec import ENCODINGS
 
 TEST_INTERFACES = REPO / "test" / "interfaces"
 
@@ -111,7 +111,7 @@ def test_real_tf2_listener_gets_the_same_transforms_from_both_broadcasters(
     import rclpy
     from rclpy.time import Time
 
-    from attn6d_ros.conversions import pose_to_matrix
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     assert tf_publisher.USING_TF2_ROS
     assert tf_publisher.TransformBroadcaster is tf2_ros.TransformBroadcaster
@@ -172,12 +172,12 @@ def test_real_cv_bridge_decodes_every_accepted_encoding_like_our_decoder(encodin
     """Where cv_bridge reads a layout correctly (rows of whole pixels, little-endian 16-bit data), its
     decoding is ours exactly: channel order, alpha, mono, and 16 -> 8 bit rounding."""
     require("cv_bridge")
-    assert conversions.USING_CV_BRIDGE
+    assert codec.USING_CV_BRIDGE
     rgb16 = random_rgb16(7, 9, seed=len(encoding))
     for pad_pixels in (0, 2):
         msg = encode(rgb16, encoding, pad_bytes=pad_pixels * _pixel_bytes(encoding))
-        bridge = np.asarray(conversions._BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-        ours = conversions._decode_numpy(msg, *conversions.check_image_message(msg))
+        bridge = np.asarray(codec._BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        ours = codec._decode_numpy(msg, *codec.check_image_message(msg))
         assert bridge.dtype == np.uint8 and bridge.shape == (7, 9, 3)
         np.testing.assert_array_equal(bridge, ours, err_msg=f"{encoding}, {pad_pixels} px padding")
 
@@ -192,9 +192,9 @@ def test_node_decodes_every_layout_the_same_with_cv_bridge_as_without(encoding: 
     for pad_bytes in (0, 3, _pixel_bytes(encoding)):
         for bigendian in (False, True):
             msg = encode(rgb16, encoding, pad_bytes=pad_bytes, bigendian=bigendian)
-            expected = conversions._decode_numpy(msg, *conversions.check_image_message(msg))
+            expected = codec._decode_numpy(msg, *codec.check_image_message(msg))
             np.testing.assert_array_equal(
-                conversions.image_to_rgb(msg),
+                codec.image_to_rgb(msg),
                 expected,
                 err_msg=f"{encoding}, step padding {pad_bytes} bytes, big-endian {bigendian}",
             )
@@ -207,11 +207,11 @@ def test_real_cv_bridge_encodes_rgb8_as_the_fallback_does(monkeypatch: pytest.Mo
     rgb = (random_rgb16(5, 8, seed=3) >> 8).astype(np.uint8)
     header = Header(frame_id="cam")
     header.stamp.sec, header.stamp.nanosec = 12, 345
-    real = conversions.rgb_to_image(rgb, header)
-    assert conversions.USING_CV_BRIDGE
+    real = codec.rgb_to_image(rgb, header)
+    assert codec.USING_CV_BRIDGE
     fields = ("header", "height", "width", "encoding", "is_bigendian", "step")
-    monkeypatch.setattr(conversions, "_BRIDGE", None)  # the numpy encoder, as without cv_bridge
-    expected = conversions.rgb_to_image(rgb, header)
+    monkeypatch.setattr(codec, "_BRIDGE", None)  # the numpy encoder, as without cv_bridge
+    expected = codec.rgb_to_image(rgb, header)
     assert {f: getattr(real, f) for f in fields} == {f: getattr(expected, f) for f in fields}
     assert bytes(real.data) == bytes(expected.data)
 

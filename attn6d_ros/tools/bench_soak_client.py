@@ -19,11 +19,11 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
-from attn6d_ros.bench import _scene
-from attn6d_ros.bench_memory import rss_mb
 from attn6d_ros.geometry import pose_to_quat_xyzw
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.paths import resolve_path
+from attn6d_ros.tools.bench import _scene
+from attn6d_ros.tools.bench_memory import rss_mb
 
 SAMPLE_EVERY_S = 5.0
 BAD_EVERY = 100  # frames

@@ -23,7 +23,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     """Decodes a sensor_msgs/CompressedImage into (H, W, 3) uint8 RGB.
 
     Grey images are replicated to three channels, alpha is dropped, 16-bit PNGs are scaled to 8 bits
-    (v / 257, rounded, as conversions.image_to_rgb does).
+    (v / 257, rounded, as codec.image_to_rgb does).
 
     Raises:
         ValueError: empty data, a format other than JPEG or PNG (named with its value), or data that does
@@ -59,19 +59,6 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise ValueError(
             f"compressed_image.data ({len(data)} bytes, format {fmt!r}) cannot be decoded: {exc}"
         ) from exc
-
-
-def image_msg_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (conversions.image_to_rgb) or CompressedImage -> (H, W, 3) uint8 RGB.
-
-    Raises:
-        ValueError: what either decoder refuses, naming the field and the value.
-    """
-    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-        return compressed_to_rgb(msg)
-    from attn6d_ros.conversions import image_to_rgb
-
-    return image_to_rgb(msg)
 
 
 def _to_rgb(image: Any) -> np.ndarray:

@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from attn6d_ros.params import DEFAULT_CHECKPOINT, DEFAULT_OBJECTS_FILE
 from attn6d_ros.paths import resolve_path
+from attn6d_ros.ros.params import DEFAULT_CHECKPOINT, DEFAULT_OBJECTS_FILE
 
 # Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Humble, Jazzy) the second.
 DDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -180,8 +180,8 @@ def _make_nodes(args, model, recording: Recording):
     from sensor_msgs.msg import CameraInfo, Image
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
-    from attn6d_ros import conversions
     from attn6d_ros.msg import RefinementArray
+    from attn6d_ros.ros import codec
     from attn6d_ros.synth import SceneGenerator, SynthConfig
 
     def record_of(header) -> FrameRecord | None:
@@ -217,11 +217,9 @@ def _make_nodes(args, model, recording: Recording):
             info.r = np.eye(3).reshape(9).tolist()
             info.p = np.hstack([K_DEMO, np.zeros((3, 1))]).reshape(12).tolist()
             recording.publish_times.append(time.monotonic())
-            self.pub_image.publish(conversions.rgb_to_image(image, header))
+            self.pub_image.publish(codec.rgb_to_image(image, header))
             self.pub_info.publish(info)
-            self.pub_truth.publish(
-                PoseStamped(header=header, pose=conversions.matrix_to_pose(T_gt))
-            )
+            self.pub_truth.publish(PoseStamped(header=header, pose=codec.matrix_to_pose(T_gt)))
             self.published += 1
             # The detector answers at once: called here rather than from its ground-truth subscription,
             # which waits in this process's executor queue behind the frames (0.5 s at 30 Hz on a busy
@@ -245,7 +243,7 @@ def _make_nodes(args, model, recording: Recording):
             hypothesis = ObjectHypothesisWithPose()
             hypothesis.hypothesis.class_id = args.object_id
             hypothesis.hypothesis.score = 1.0
-            hypothesis.pose.pose = conversions.matrix_to_pose(T_noisy)
+            hypothesis.pose.pose = codec.matrix_to_pose(T_noisy)
             detection.results = [hypothesis]
             self.pub.publish(Detection3DArray(header=header, detections=[detection]))
 
@@ -264,7 +262,7 @@ def _make_nodes(args, model, recording: Recording):
         def on_overlay(self, msg: Image) -> None:
             record = record_of(msg.header)
             if record is not None:
-                record.overlay = conversions.image_to_rgb(msg)
+                record.overlay = codec.image_to_rgb(msg)
 
         def on_diagnostics(self, msg: DiagnosticArray) -> None:
             for status in msg.status:
@@ -308,8 +306,8 @@ def _node_command(args, log_level: str = "info") -> list[str]:
 
 def summarize(recording: Recording, model, published: int) -> dict:
     """The JSON summary: accuracies over the processed frames (ADD < 0.1 diameter)."""
-    from attn6d_ros.conversions import pose_to_matrix
     from attn6d_ros.metrics import add_or_add_s, add_success
+    from attn6d_ros.ros.codec import pose_to_matrix
 
     init_ok, refined_ok, latencies, published_refined, tracked = [], [], [], 0, 0
     tracked_ok, methods = [], Counter()
@@ -548,8 +546,8 @@ def _record_bag(args, node):
     from sensor_msgs.msg import CameraInfo, Image
     from vision_msgs.msg import Detection3DArray
 
-    from attn6d_ros.bag_record import TopicRecorder
     from attn6d_ros.msg import RefinementArray
+    from attn6d_ros.ros.bag_record import TopicRecorder
 
     topics = [
         (f"{NAMESPACE}/camera/image_rect", Image),

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import moderngl
 import numpy as np
 
-from attn6d_ros._egl_context import EglContext
 from attn6d_ros.mesh import ObjectModel
-from attn6d_ros.render import FAR, NEAR, Light, RenderOutput
+from attn6d_ros.render.egl_context import EglContext
+from attn6d_ros.render.types import FAR, NEAR, Light, RenderOutput
 
 # clip = (2 fx X / W + (2 (cx + 0.5) / W - 1) Z, same for y, perspective z, Z): pixel centres land on integer
 # (u, v) as in OpenCV, and framebuffer row 0 is image row 0 (so the winding is mirrored: culling stays off).

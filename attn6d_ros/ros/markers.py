@@ -17,7 +17,9 @@ import numpy as np
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from attn6d_ros import conversions
+from attn6d_ros.ros import codec
+from attn6d_ros.ros.frame_jobs import Job
+from attn6d_ros.ros.refiner_setup import MarkerMesh
 
 REFINED_RGBA = (0.1, 0.85, 1.0, 0.9)  # cyan, as the refined model in the attention overlay
 COARSE_RGBA = (1.0, 0.7, 0.1, 0.35)  # amber, as the coarse outline
@@ -44,6 +46,27 @@ class MarkerItem:
     diameter_m: float
     T: np.ndarray
     T_coarse: np.ndarray | None = None
+
+
+def job_items(jobs: list[Job], meshes: dict[str, MarkerMesh]) -> list[MarkerItem]:
+    """One MarkerItem per published job (frame_jobs.run_frame): label with score, refined and coarse pose."""
+    items = []
+    for job in jobs:
+        if not job.published:
+            continue
+        mesh = meshes[job.class_id]
+        tracked = " (tracked)" if job.tracked else ""
+        items.append(
+            MarkerItem(
+                label=f"{job.instance_id} {job.result.score:.2f}{tracked}",
+                mesh=mesh.mesh,
+                scale=mesh.scale,
+                diameter_m=mesh.diameter_m,
+                T=job.result.T,
+                T_coarse=job.T_init,
+            )
+        )
+    return items
 
 
 def marker_array(header: object, items: list[MarkerItem]) -> MarkerArray:
@@ -78,7 +101,7 @@ def _mesh(
 ) -> Marker:
     marker = Marker(header=header, ns=namespace, id=marker_id, type=Marker.MESH_RESOURCE)
     marker.action = Marker.ADD
-    marker.pose = conversions.matrix_to_pose(T)
+    marker.pose = codec.matrix_to_pose(T)
     marker.scale.x = marker.scale.y = marker.scale.z = float(item.scale)
     marker.color = _color(rgba)
     marker.mesh_resource = item.mesh.resolve().as_uri()

@@ -38,7 +38,7 @@ def bench_memory(
     """{count: {rss_after_warmup_mb, peak_rss_mb, refine_s}}, each count in a fresh process."""
     out = {}
     for n in counts:
-        command = [sys.executable, "-m", "attn6d_ros.bench_memory", "--child", str(n),
+        command = [sys.executable, "-m", "attn6d_ros.tools.bench_memory", "--child", str(n),
                    "--checkpoint", checkpoint, "--device", device, "--stages", str(stages)]  # fmt: skip
         if max_batch is not None:
             command += ["--max-batch", str(max_batch)]
@@ -52,10 +52,10 @@ def bench_memory(
 
 def _child(n: int, checkpoint: str, device: str, max_batch: int | None, stages: int) -> dict:
     """One refine call with `n` detections; RSS after warm-up and peak (this process)."""
-    from attn6d_ros.bench import _scene
     from attn6d_ros.mesh import load_mesh
     from attn6d_ros.paths import resolve_path
     from attn6d_ros.refiner import Refiner
+    from attn6d_ros.tools.bench import _scene
 
     model = load_mesh(resolve_path("package://attn6d_ros/models/demo_object.ply"))
     refiner = Refiner.from_checkpoint(checkpoint, device=device)

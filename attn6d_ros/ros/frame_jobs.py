@@ -5,7 +5,7 @@ the same order, so both refine the same objects from the same poses with the sam
 same outcome:
 
 1. `detection_jobs` (or `tracked_jobs` for a frame without detections, with tracking.enabled): one `Job` per
-   object, named for TF and refined/details (`conversions.instance_names`);
+   object, named for TF and refined/details (`codec.instance_names`);
 2. `reject_frame`: a frame whose image or camera_info cannot be used marks every job failed;
 3. `refine_jobs`: one `Refiner.refine` batch over the jobs without an error; a tracked frame with
    tracking.method align is refined by the alignment alone from the tracks' poses (one start, no network);
@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attn6d_ros.conversions import CoarseDetection, instance_names
-from attn6d_ros.params import NodeConfig
-from attn6d_ros.tracking import Track, Tracker
+from attn6d_ros.ros.codec import CoarseDetection, instance_names, limit_detections
+from attn6d_ros.ros.params import NodeConfig
+from attn6d_ros.ros.tracking import Track, Tracker
+
+if TYPE_CHECKING:
+    from attn6d_ros.refiner import RefinementResult
 
 # The Refiner numbers detections within its own call ("detection 2 ('mug'): ..."); outcomes name the input.
 _REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
@@ -45,6 +48,9 @@ class Job:
         T_init: (4, 4) float64 coarse pose, camera optical frame, metres; None when `error` is set.
         error: why it is not refined, naming the field and the value; None when it can be.
         source: where it came from, for messages: "detections[3]" or "track 'mug'".
+        result: the Refiner's result (`run_frame`); None when the job was not refined.
+        reported_error: the error refined/details reports (`outcome`); None when there is none.
+        published: whether the refined pose is published (`outcome`).
     """
 
     instance_id: str
@@ -54,15 +60,92 @@ class Job:
     T_init: np.ndarray | None
     error: str | None
     source: str
+    result: RefinementResult | None = None
+    reported_error: str | None = None
+    published: bool = False
 
     @property
     def tracked(self) -> bool:
         """Refined from a track (the last refined pose), not from a detection."""
         return self.source.startswith("track")
 
+    @property
+    def failure_kind(self) -> str | None:
+        """'below_min_score' or 'failed_detections' for a job reported with an error (diagnostics keys);
+        None for a published one or one without an error."""
+        if self.published or not self.reported_error:
+            return None
+        return (
+            "below_min_score"
+            if self.result is not None and self.result.ok
+            else "failed_detections"
+        )
+
+
+@dataclass
+class FramePlan:
+    """A frame's jobs before refinement (`plan_frame`).
+
+    Attributes:
+        jobs: one per object to refine or to report.
+        duplicates: detection ids used by more than one detection (each refined; the node warns).
+        dropped: detections over max_detections, lowest-scored first (neither refined nor reported).
+        detections_count: detections in the message (0 for an image-only frame).
+    """
+
+    jobs: list[Job]
+    duplicates: list[str]
+    dropped: int
+    detections_count: int
+
+
+def plan_frame(
+    detections: list[CoarseDetection] | None, tracker: Tracker, stamp_s: float, cfg: NodeConfig
+) -> FramePlan:
+    """A frame's jobs: from `detections` (codec.parse_detections; at most max_detections, the
+    highest-scored), or from the live tracks when there are none (None: an image-only frame) and
+    tracking.enabled. `stamp_s`: the image's stamp, seconds."""
+    if detections:
+        kept, dropped = limit_detections(detections, cfg.max_detections)
+        jobs, duplicates = detection_jobs(kept)
+        return FramePlan(jobs, duplicates, dropped, len(detections))
+    jobs = tracked_jobs(tracker, stamp_s, cfg) if cfg.tracking_enabled else []
+    return FramePlan(jobs, [], 0, 0)
+
+
+def run_frame(
+    refiner: Any,
+    tracker: Tracker,
+    jobs: list[Job],
+    frame_error: str | None,
+    rgb_u8: np.ndarray | None,
+    K: np.ndarray | None,
+    stamp_s: float,
+    cfg: NodeConfig,
+) -> float:
+    """Refines and judges a frame's jobs and updates the tracks (module docstring, step 2).
+
+    Args:
+        frame_error: why the image or camera_info cannot be used (codec.decode_frame); None when they can.
+        rgb_u8, K: the decoded image and its intrinsics (None with `frame_error`).
+        stamp_s: the image's stamp, seconds.
+
+    Returns:
+        Milliseconds the Refiner spent on the frame.
+    """
+    reject_frame(jobs, frame_error)
+    results, compute_ms = refine_jobs(refiner, rgb_u8, K, jobs, cfg)
+    for i, job in enumerate(jobs):
+        job.result = results.get(i)
+        job.reported_error, job.published = outcome(job, job.result, cfg.min_score)
+    # A broken frame says nothing about the objects: tracks stay as they are.
+    if frame_error is None:
+        update_tracks(tracker, jobs, stamp_s, cfg)
+    return compute_ms
+
 
 def detection_jobs(detections: list[CoarseDetection]) -> tuple[list[Job], list[str]]:
-    """One job per parsed detection (conversions.parse_detections), bad ones with their error.
+    """One job per parsed detection (codec.parse_detections), bad ones with their error.
 
     Returns:
         (jobs, duplicate detection ids): ids used by more than one detection are refined each, further ones
@@ -200,26 +283,19 @@ def outcome(job: Job, result: Any, min_score: float) -> tuple[str | None, bool]:
     return None, True
 
 
-def update_tracks(
-    tracker: Tracker,
-    jobs: list[Job],
-    results: dict[int, Any],
-    published: list[bool],
-    stamp_s: float,
-    cfg: NodeConfig,
-) -> None:
+def update_tracks(tracker: Tracker, jobs: list[Job], stamp_s: float, cfg: NodeConfig) -> None:
     """After a frame: its published results become the tracks (tracking.enabled). A frame with detections
     replaces every track; a tracked frame refreshes the tracks it refined and drops those that failed."""
     if not cfg.tracking_enabled:
         return
     good = [
-        Track(job.instance_id, job.detection_id, job.class_id, results[i].T.copy(),
-              results[i].score, stamp_s)
-        for i, job in enumerate(jobs)
-        if published[i]
+        Track(job.instance_id, job.detection_id, job.class_id, job.result.T.copy(),
+              job.result.score, stamp_s)
+        for job in jobs
+        if job.published and job.result is not None
     ]  # fmt: skip
     if any(job.tracked for job in jobs):
-        lost = [job.instance_id for i, job in enumerate(jobs) if not published[i]]
+        lost = [job.instance_id for job in jobs if not job.published]
         tracker.update(good, lost, cfg.tracking_min_score)
     elif jobs:
         tracker.replace(good, cfg.tracking_min_score)

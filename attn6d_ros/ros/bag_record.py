@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attn6d_ros.bag_io import create_writer, message_typestore
+from attn6d_ros.ros.bag_io import create_writer, message_typestore
 
 
 def ros_type_name(msg_class: type) -> str:

@@ -1,4 +1,4 @@
-"""The pyrender/EGL backend of render.Renderer (render.py sets PYOPENGL_PLATFORM before this import)."""
+"""The pyrender/EGL backend of render.Renderer (render/__init__.py sets PYOPENGL_PLATFORM first)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pyrender
 import trimesh
 
 from attn6d_ros.mesh import ObjectModel
-from attn6d_ros.render import FAR, NEAR, Light, RenderOutput
+from attn6d_ros.render.types import FAR, NEAR, Light, RenderOutput
 
 # OpenCV camera (x right, y down, z forward) to OpenGL camera (x right, y up, z backward).
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from attn6d_ros.params import NodeConfig, ParameterError, parameter_fields
+from attn6d_ros.ros.params import NodeConfig, ParameterError, parameter_fields
 
 NODE_NAME = "attn6d_refiner"
 _ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")

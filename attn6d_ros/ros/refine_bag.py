@@ -4,7 +4,7 @@ Reads IN (a rosbag2 folder or a bare .db3 / .mcap file; sqlite3 or MCAP storage)
 image, camera_info and detections topics in recording order through the node's synchronizer (sync.py's
 ApproximateTimeSynchronizer, sync.queue_size and sync.slop), and runs every synchronized frame through the
 node's steps (frame_jobs.py: jobs from detections or tracks, one Refiner batch, outcomes;
-refinement_messages.py: the messages), with the node's parameters file (config/refine.yaml); objects the
+codec.py: the messages), with the node's parameters file (config/refine.yaml); objects the
 checkpoint has no weights for (or `method: align` in the object table) are refined by the alignment alone, as
 in the node. OUT is a new bag
 (same storage as IN unless --storage) with ``refined/detections``, ``refined/pose``, ``refined/details``
@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from attn6d_ros import conversions, frame_jobs, sync
-from attn6d_ros.bag_io import (
+from attn6d_ros.paths import resolve_path
+from attn6d_ros.ros import codec, frame_jobs, refiner_setup, sync
+from attn6d_ros.ros.bag_io import (
     STORAGES,
     BagError,
     create_writer,
@@ -46,12 +47,10 @@ from attn6d_ros.bag_io import (
     open_reader,
     storage_of,
 )
-from attn6d_ros.compressed_image import image_msg_to_rgb
-from attn6d_ros.params import NodeConfig, ParameterError, split_removed_parameters
-from attn6d_ros.params_file import read_params_file
-from attn6d_ros.paths import resolve_path
-from attn6d_ros.refinement_messages import TYPE_NAMES, MessageTypes, frame_messages, object_box
-from attn6d_ros.tracking import PendingImages, Tracker
+from attn6d_ros.ros.codec import TYPE_NAMES, MessageTypes
+from attn6d_ros.ros.params import NodeConfig, ParameterError, split_removed_parameters
+from attn6d_ros.ros.params_file import read_params_file
+from attn6d_ros.ros.tracking import PendingImages, Tracker
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -95,10 +94,6 @@ class Summary:
         self.rejected_examples.setdefault(kind, error)
 
 
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def _topic(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
@@ -138,68 +133,40 @@ class BagRefiner:
         raw = self.typestore.serialize_cdr(msg, msg.__msgtype__)
         self.writer.write(self.connections[kind], t_bag_ns, raw)
 
-    def _decode(self, image: Any, info: Any) -> tuple[str | None, Any, Any]:
-        try:
-            rgb = image_msg_to_rgb(image)
-            intrinsics = conversions.camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
-        except ValueError as exc:
-            self._warn(
-                f"frame:{str(exc)[:40]}", f"frame {_stamp_ns(image.header)} rejected: {exc}"
-            )
-            return str(exc), None, None
-        if intrinsics.distorted:
-            self._warn("distortion", "camera_info.d is non-zero: images are expected rectified")
-        if image.header.frame_id != info.header.frame_id:
-            self._warn(
-                "frame_ids",
-                f"image.header.frame_id {image.header.frame_id!r} differs from camera_info.header."
-                f"frame_id {info.header.frame_id!r}; outputs use the image's",
-            )
-        return None, rgb, intrinsics.K
-
     def process(self, image: Any, info: Any, detections: Any | None, t_bag_ns: int) -> None:
         """One frame, as node.RefineNode._process; `detections` None: an image-only (tracked) frame."""
         tic = time.perf_counter()
-        cfg = self.cfg
+        cfg, refiner, summary = self.cfg, self.refiner, self.summary
         header = image.header
-        stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
-        if detections is None:
-            jobs = (
-                frame_jobs.tracked_jobs(self.tracker, stamp_s, cfg) if cfg.tracking_enabled else []
-            )
-            if not jobs:
-                return
-            self.summary.tracked_frames += 1
-        frame_error, rgb, K = self._decode(image, info)
+        stamp_s = codec.stamp_seconds(header)
+        parsed = None
         if detections is not None:
-            parsed = conversions.parse_detections(
-                detections, self.refiner.object_ids, header.frame_id
-            )
-            # The node's max_detections: the highest-scored ones are refined, the rest dropped.
-            parsed, dropped = conversions.limit_detections(parsed, cfg.max_detections)
-            self.summary.detections_over_max += dropped
-            if not parsed and cfg.tracking_enabled:
-                jobs = frame_jobs.tracked_jobs(self.tracker, stamp_s, cfg)
-            else:
-                jobs, duplicates = frame_jobs.detection_jobs(parsed)
-                if duplicates:
-                    self._warn("duplicate_ids", f"detections carry duplicate ids {duplicates}")
-        frame_jobs.reject_frame(jobs, frame_error)
-        results, compute_ms = frame_jobs.refine_jobs(self.refiner, rgb, K, jobs, cfg)
-        out = frame_messages(self.types, header, jobs, results, min_score=cfg.min_score,
-                             tf_prefix=cfg.tf_prefix, boxes=self.boxes, compute_ms=compute_ms)  # fmt: skip
-        if frame_error is None:
-            frame_jobs.update_tracks(self.tracker, jobs, results, out.published, stamp_s, cfg)
-        summary = self.summary
+            parsed = codec.parse_detections(detections, refiner.object_ids, header.frame_id)
+        plan = frame_jobs.plan_frame(parsed, self.tracker, stamp_s, cfg)
+        if detections is None:
+            if not plan.jobs:
+                return
+            summary.tracked_frames += 1
+        summary.detections_over_max += plan.dropped
+        if plan.duplicates:
+            self._warn("duplicate_ids", f"detections carry duplicate ids {plan.duplicates}")
+        decoded = codec.decode_frame(image, info)
+        for key, message, _ in decoded.warnings:
+            self._warn(key, message)
+        compute_ms = frame_jobs.run_frame(
+            refiner, self.tracker, plan.jobs, decoded.error, decoded.rgb, decoded.K, stamp_s, cfg
+        )
+        out = codec.frame_messages(self.types, header, plan.jobs, tf_prefix=cfg.tf_prefix,
+                                   boxes=self.boxes, compute_ms=compute_ms)  # fmt: skip
         summary.frames += 1
-        summary.rejected_frames += frame_error is not None
-        for i in range(len(jobs)):
-            if out.published[i]:
+        summary.rejected_frames += decoded.error is not None
+        for job in plan.jobs:
+            if job.published:
                 summary.refined += 1
             else:
-                kind = "frame_rejected" if frame_error else out.failure_kind(i, results.get(i))
-                summary.reject(kind or "failed_detections", out.errors[i])
-        if frame_error is None:
+                kind = "frame_rejected" if decoded.error else job.failure_kind
+                summary.reject(kind or "failed_detections", job.reported_error or "")
+        if decoded.error is None:
             self._write("detections", out.detections, t_bag_ns)
             for pose in out.poses:
                 self._write("pose", pose, t_bag_ns)
@@ -208,60 +175,12 @@ class BagRefiner:
                     self._write("tf", self.types.TFMessage(transforms=out.transforms), t_bag_ns)
                 else:
                     self._warn("tf_frame", "image.header.frame_id is empty: no TF written")
-        frame_ms = (time.perf_counter() - tic) * 1000.0
-        out.details.latency_ms = float(
-            frame_ms
-        )  # this tool's time on the frame (module docstring)
+        # This tool's time on the frame (module docstring).
+        out.details.latency_ms = float((time.perf_counter() - tic) * 1000.0)
         self._write("details", out.details, t_bag_ns)
         summary.frame_ms.append((time.perf_counter() - tic) * 1000.0)
-        if results:
+        if any(job.result is not None for job in plan.jobs):
             summary.compute_ms.append(compute_ms)
-
-
-def load_refiner(cfg: NodeConfig) -> tuple[Any, dict, str]:
-    """(Refiner, boxes by class id, device text) as the node loads them (checkpoint, objects, threads).
-
-    Raises:
-        InputError: a missing checkpoint or object table, a bad device or stages (names the parameter).
-    """
-    import torch
-
-    from attn6d_ros.objects import read_object_table, uses_network
-    from attn6d_ros.refiner import Refiner, resolve_device
-
-    checkpoint = Path(resolve_path(cfg.checkpoint))
-    if not checkpoint.is_file():
-        raise InputError(
-            f"parameter 'checkpoint': file not found: {checkpoint} (from {cfg.checkpoint!r})"
-        )
-    try:
-        specs = read_object_table(resolve_path(cfg.objects_file))
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(f"parameter 'objects_file' ({cfg.objects_file!r}): {exc}") from exc
-    if cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)
-    try:
-        device = resolve_device(cfg.device)
-    except ValueError as exc:
-        raise InputError(f"parameter 'device': {exc}") from exc
-    refiner = Refiner.from_checkpoint(checkpoint, device=str(device))
-    boxes = {}
-    for object_id, spec in specs.items():
-        model = spec.load()
-        # As the node: objects the checkpoint has no weights for (or 'method: align' in the table) are
-        # refined by the alignment alone (objects.uses_network).
-        refiner.add_object(
-            object_id, model, network=uses_network(spec, refiner.trained_on(object_id))
-        )
-        boxes[object_id] = object_box(model)
-    num_stages, shared = refiner.cfg.num_stages, refiner.cfg.shared_stages
-    if cfg.stages > num_stages and not shared:
-        refiner.renderer.close()
-        raise InputError(
-            f"parameter 'stages' is {cfg.stages} but the checkpoint's model has {num_stages} stages "
-            f"without weight sharing: use 0 (the model's own) to {num_stages}"
-        )
-    return refiner, boxes, str(device)
 
 
 def _pick_topic(kind: str, given: str | None, topics: dict[str, str], reader: Any) -> str:
@@ -388,7 +307,9 @@ def _refine(args: argparse.Namespace, cfg: NodeConfig, reader: Any, target: Path
     )
     start = None if args.start is None else reader.start_time + round(args.start * 1e9)
     stop = None if args.end is None else reader.start_time + round(args.end * 1e9) + 1
-    refiner, boxes, device = load_refiner(cfg)
+    checkpoint, specs = refiner_setup.check_inputs(cfg)
+    setup = refiner_setup.load_refiner(cfg, checkpoint, specs, lambda line: None)
+    refiner, boxes, device = setup.refiner, setup.boxes, setup.device
     writer = create_writer(target, args.storage or storage_of(reader), overwrite=args.overwrite)
     warned: set[str] = set()
 
@@ -490,7 +411,7 @@ class _Feeder:
             if connection.id in copies:
                 self.tool.writer.write(copies[connection.id], t_bag, raw)
             kind = kind_of[connection.id]
-            self.stamps[kind].append(_stamp_ns(msg.header))
+            self.stamps[kind].append(codec.stamp_ns(msg.header))
             if kind == "image":
                 self.tool.summary.images += 1
                 bar.update(1)
@@ -502,7 +423,7 @@ class _Feeder:
         """Frames completed by the last message (and image-only frames whose wait is over)."""
         # The node's order: the three-input synchronizer's callback runs before the pair's.
         for image, info, detections in self.synced:
-            stamp_ns = _stamp_ns(image.header)
+            stamp_ns = codec.stamp_ns(image.header)
             self.synced_images.add(stamp_ns)
             if self.waiting and self.pending.delivered(stamp_ns) is not None:
                 self.tool.summary.late_detections += 1
@@ -512,7 +433,7 @@ class _Feeder:
         self.synced.clear()
         for image, info in self.pairs:
             if t_bag is not None:
-                self.pending.add(_stamp_ns(image.header), (image, info), t_bag * 1e-9)
+                self.pending.add(codec.stamp_ns(image.header), (image, info), t_bag * 1e-9)
         self.pairs.clear()
         if self.waiting:
             now_s = float("inf") if t_bag is None else t_bag * 1e-9

@@ -15,8 +15,8 @@ Never OSMesa: pyrender on OSMesa leaks 1-3 MB per render (training_notes.md §2)
 
 An OpenGL context belongs to the thread that created it: create and use a Renderer on one thread. The
 moderngl backend keeps its context on an EGL display of its own and makes it current for every draw and
-read-back, restoring the caller's afterwards (_egl_context.py): pyrender, Open3D or a second Renderer in the
-same thread neither disturb its renders nor are disturbed by them.
+read-back, restoring the caller's afterwards (render/egl_context.py): pyrender, Open3D or a second Renderer
+in the same thread neither disturb its renders nor are disturbed by them.
 Models are uploaded once, on first use, and kept until `release` or the renderer is closed.
 """
 
@@ -24,57 +24,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
+from attn6d_ros.render.types import FAR, NEAR, Light, RenderItems, RenderOutput
 
 log = logging.getLogger(__name__)
 
-# What render_batch and render_masks draw, one image per item: (model, T_cam_obj, K) or
-# ([(model, T_cam_obj), ...], K).
-RenderItems = (
-    list[tuple[ObjectModel, np.ndarray, np.ndarray]]
-    | list[tuple[list[tuple[ObjectModel, np.ndarray]], np.ndarray]]
-)
-
-NEAR = 0.01  # metres; the paper's DIRT renderer clipped at 100 mm, we allow closer objects
-FAR = 20.0  # metres
-
-
-@dataclass(frozen=True)
-class Light:
-    """Phong lighting for realistic observations (training data); the network input is rendered unlit.
-
-    Attributes:
-        direction_cam: (3,) direction from the surface towards the light, camera frame (normalised).
-        ambient: ambient term.
-        diffuse: diffuse (Lambert) gain.
-        specular: specular gain.
-        shininess: Phong exponent.
-        color: (3,) RGB gain of the light.
-    """
-
-    direction_cam: tuple[float, float, float] = (0.0, -0.5, -1.0)
-    ambient: float = 0.35
-    diffuse: float = 0.75
-    specular: float = 0.2
-    shininess: float = 16.0
-    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-
-@dataclass
-class RenderOutput:
-    """A rendered image: rgb (H, W, 3) uint8, depth (H, W) float32 metres (0 = background), mask (H, W) bool,
-    and instance (H, W) uint8: 0 background, i + 1 where the i-th object of a scene is visible."""
-
-    rgb: np.ndarray
-    depth: np.ndarray
-    mask: np.ndarray
-    instance: np.ndarray
+__all__ = ["FAR", "NEAR", "Light", "RenderItems", "RenderOutput", "Renderer"]
 
 
 class Renderer:
@@ -97,12 +57,12 @@ class Renderer:
             )
         self.backend = "moderngl" if backend == "auto" else backend
         if self.backend == "moderngl":
-            from attn6d_ros._render_moderngl import ModernGLBackend
+            from attn6d_ros.render.moderngl_backend import ModernGLBackend
 
             self._impl = ModernGLBackend(egl_device)
         else:
             os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # before PyOpenGL is first imported
-            from attn6d_ros._render_pyrender import PyrenderBackend
+            from attn6d_ros.render.pyrender_backend import PyrenderBackend
 
             self._impl = PyrenderBackend()
         log.debug("renderer: %s", self.describe())

@@ -18,12 +18,16 @@ polygon rasterisation (about half a pixel on edges).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from attn6d_ros.crop import CropWindow
 from attn6d_ros.mesh import ObjectModel
+
+if TYPE_CHECKING:
+    from attn6d_ros.ros.frame_jobs import Job
 
 COARSE_COLOR = (255, 190, 0)  # amber
 REFINED_COLOR = (0, 220, 255)  # cyan
@@ -73,6 +77,37 @@ def refinement_label(
     if align_motion_m is not None:
         parts.append(f"align {align_motion_m * 1000.0:.1f} mm")
     return "  ".join(parts)
+
+
+def job_items(jobs: list[Job], models: dict[str, ObjectModel]) -> list[OverlayItem]:
+    """One OverlayItem per judged job (frame_jobs.run_frame) of an object in `models`: refined and published
+    poses drawn as refined, the final stage's attention, the reported error."""
+    items = []
+    for job in jobs:
+        if job.class_id not in models:
+            continue
+        result = job.result
+        attention = None  # none without network stages (the alignment alone)
+        if result is not None and result.attention is not None and len(result.attention):
+            attention = result.attention[-1]
+        items.append(
+            OverlayItem(
+                model=models[job.class_id],
+                label=refinement_label(
+                    job.instance_id,
+                    tracked=job.tracked,
+                    method="" if result is None else result.method,
+                    align_motion_m=None if result is None else result.align_motion_m,
+                ),
+                T_init=job.T_init,
+                T=result.T if job.published else None,
+                score=None if result is None else float(result.score),
+                attention=attention,
+                window=None if result is None else result.window,
+                error=job.reported_error,
+            )
+        )
+    return items
 
 
 def draw_overlay(image_rgb: np.ndarray, K: np.ndarray, items: list[OverlayItem]) -> np.ndarray:

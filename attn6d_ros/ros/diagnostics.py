@@ -10,7 +10,7 @@ from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from attn6d_ros import conversions, sync, tf_publisher
+from attn6d_ros.ros import codec, sync, tf_publisher
 
 RATE_WINDOW_S = 5.0  # rates are averaged over this many seconds
 # Images are missing when, over RATE_WINDOW_S, at least this many camera_infos came and fewer than
@@ -146,7 +146,7 @@ def diagnostic_status(
         "tracks": str(tracks),
         "synchronizer": "message_filters" if sync.USING_MESSAGE_FILTERS else "fallback",
         "tf broadcaster": "tf2_ros" if tf_publisher.USING_TF2_ROS else "fallback",
-        "image conversion": "cv_bridge" if conversions.USING_CV_BRIDGE else "numpy",
+        "image conversion": "cv_bridge" if codec.USING_CV_BRIDGE else "numpy",
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status

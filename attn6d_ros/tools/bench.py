@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attn6d_ros.bench_memory import DEFAULT_COUNTS, bench_memory, bench_soak
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.mesh import ObjectModel, load_mesh
 from attn6d_ros.network import ModelConfig, RefinerNet
@@ -38,6 +37,7 @@ from attn6d_ros.paths import resolve_path
 from attn6d_ros.refiner import Refiner
 from attn6d_ros.render import Renderer
 from attn6d_ros.synth import SceneGenerator, SynthConfig
+from attn6d_ros.tools.bench_memory import DEFAULT_COUNTS, bench_memory, bench_soak
 
 DEFAULT_CHECKPOINT = "package://attn6d_ros/models/demo_refiner.pt"
 DEFAULT_MESH = "package://attn6d_ros/models/demo_object.ply"

@@ -12,17 +12,29 @@ and region of interest applied), after checking it against the image size.
 Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres, quaternions x, y, z, w filled by field name.
 Errors are ValueError messages naming the message field (``detections[2].results[0].pose.pose.orientation``)
 and the offending value, so that a node can log them and report them in refined/details unchanged.
+
+Outputs: `frame_messages` turns a frame's judged jobs (frame_jobs.py) into refined/details
+(attn6d_ros/RefinementArray), refined/detections (vision_msgs/Detection3DArray, each with its bounding
+box), one refined/pose (geometry_msgs/PoseStamped) per published object and the TF transforms, every one
+carrying the image's header. The node publishes them with rclpy's classes (`MessageTypes.from_rclpy()`);
+the bag tool writes them with the classes of a rosbags typestore (`MessageTypes.from_typestore`). Every
+message is constructed with all of its fields as keywords, which both kinds of class accept, so the two
+produce the same values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attn6d_ros.geometry import check_intrinsics, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from attn6d_ros.render import FAR
+from attn6d_ros.ros.compressed_image import compressed_to_rgb
+
+if TYPE_CHECKING:
+    from attn6d_ros.ros.frame_jobs import Job
 
 try:  # cv_bridge is the ROS way; PyPI ROS wheels do not have it (environment.md §5)
     from cv_bridge import CvBridge
@@ -93,6 +105,17 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if _BRIDGE is not None and _bridge_reads(msg, channels, depth):  # pragma: no cover
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return _decode_numpy(msg, width, height, channels, depth)
+
+
+def image_msg_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (`image_to_rgb`) or CompressedImage (compressed_image.py) -> (H, W, 3) uint8 RGB.
+
+    Raises:
+        ValueError: what either decoder refuses, naming the field and the value.
+    """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg)
 
 
 def _bridge_reads(msg: Any, channels: int, depth: int) -> bool:
@@ -256,6 +279,72 @@ def _fill_quaternion(target: Any, R: np.ndarray) -> None:
     target.x, target.y, target.z, target.w = x, y, z, w  # by field name: the order is x, y, z, w
 
 
+# -- frames ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecodedFrame:
+    """A frame's image and camera_info, decoded (`decode_frame`).
+
+    Attributes:
+        error: why the frame cannot be used, naming the field and the value; None when it can.
+        rgb: (H, W, 3) uint8 RGB; None with `error`.
+        K: (3, 3) float64 intrinsics of that image, pixels; None with `error`.
+        warnings: (key, message, once) for what is usable but suspicious: once=True to log a single time,
+            otherwise throttled per key.
+    """
+
+    error: str | None
+    rgb: np.ndarray | None
+    K: np.ndarray | None
+    warnings: list[tuple[str, str, bool]]
+
+
+def decode_frame(image: Any, info: Any) -> DecodedFrame:
+    """Decodes sensor_msgs/Image (or CompressedImage) and CameraInfo, checked against each other."""
+    try:
+        rgb = image_msg_to_rgb(image)
+        intrinsics = camera_intrinsics(info, rgb.shape[1], rgb.shape[0])
+    except ValueError as exc:
+        message = f"frame {stamp_text(image.header)} rejected: {exc}"
+        return DecodedFrame(str(exc), None, None, [(f"frame:{str(exc)[:40]}", message, False)])
+    warnings = []
+    if intrinsics.distorted:
+        warnings.append((
+            "distortion",
+            f"camera_info.d is non-zero ({list(info.d)}): images are expected rectified; poses from a "
+            "distorted image are biased towards its borders (use image_proc's rectify node)",
+            True,
+        ))  # fmt: skip
+    if intrinsics.size_unchecked:
+        warnings.append(
+            ("size", "camera_info.width and height are 0: the image size cannot be checked", True)
+        )
+    if image.header.frame_id != info.header.frame_id:
+        warnings.append((
+            "frame_ids",
+            f"image.header.frame_id {image.header.frame_id!r} differs from camera_info.header.frame_id "
+            f"{info.header.frame_id!r}; outputs use the image's",
+            False,
+        ))  # fmt: skip
+    return DecodedFrame(None, rgb, intrinsics.K, warnings)
+
+
+def stamp_ns(header: Any) -> int:
+    """A std_msgs/Header's stamp in nanoseconds (rclpy's or rosbags' classes)."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def stamp_seconds(header: Any) -> float:
+    """A std_msgs/Header's stamp in seconds."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def stamp_text(header: Any) -> str:
+    """A std_msgs/Header's stamp as 'sec.nanosec' for log lines."""
+    return f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
+
+
 # -- detections ---------------------------------------------------------------------------------------------
 
 
@@ -384,3 +473,188 @@ def instance_names(bases: list[str]) -> tuple[list[str], list[str]]:
         used.add(name)
         names.append(name)
     return names, duplicates
+
+
+# ROS type name -> attribute of MessageTypes.
+TYPE_NAMES: dict[str, str] = {
+    "Point": "geometry_msgs/msg/Point",
+    "Quaternion": "geometry_msgs/msg/Quaternion",
+    "Vector3": "geometry_msgs/msg/Vector3",
+    "Pose": "geometry_msgs/msg/Pose",
+    "PoseStamped": "geometry_msgs/msg/PoseStamped",
+    "PoseWithCovariance": "geometry_msgs/msg/PoseWithCovariance",
+    "Transform": "geometry_msgs/msg/Transform",
+    "TransformStamped": "geometry_msgs/msg/TransformStamped",
+    "TFMessage": "tf2_msgs/msg/TFMessage",
+    "ObjectHypothesis": "vision_msgs/msg/ObjectHypothesis",
+    "ObjectHypothesisWithPose": "vision_msgs/msg/ObjectHypothesisWithPose",
+    "BoundingBox3D": "vision_msgs/msg/BoundingBox3D",
+    "Detection3D": "vision_msgs/msg/Detection3D",
+    "Detection3DArray": "vision_msgs/msg/Detection3DArray",
+    "Refinement": "attn6d_ros/msg/Refinement",
+    "RefinementArray": "attn6d_ros/msg/RefinementArray",
+}
+
+
+class MessageTypes:
+    """The message classes the outputs are built from, as attributes named like `TYPE_NAMES`' keys."""
+
+    def __init__(self, classes: dict[str, type]) -> None:
+        missing = sorted(set(TYPE_NAMES) - set(classes))
+        if missing:
+            raise ValueError(f"MessageTypes needs classes for {[TYPE_NAMES[m] for m in missing]}")
+        for name, cls in classes.items():
+            setattr(self, name, cls)
+
+    @classmethod
+    def from_rclpy(cls) -> MessageTypes:
+        """rclpy's generated classes (imports the ROS packages)."""
+        import importlib
+
+        classes = {}
+        for name, full in TYPE_NAMES.items():
+            package, _, type_name = full.split("/")
+            classes[name] = getattr(importlib.import_module(f"{package}.msg"), type_name)
+        return cls(classes)
+
+    @classmethod
+    def from_typestore(cls, typestore: Any) -> MessageTypes:
+        """The classes of a rosbags typestore in which all of `TYPE_NAMES` are registered."""
+        missing = sorted(full for full in TYPE_NAMES.values() if full not in typestore.types)
+        if missing:
+            raise ValueError(f"the typestore has no definition of {missing}")
+        return cls({name: typestore.types[full] for name, full in TYPE_NAMES.items()})
+
+
+@dataclass
+class FrameMessages:
+    """A frame's outputs (`frame_messages`).
+
+    Attributes:
+        details: RefinementArray with every job (latency_ms 0: the caller sets it).
+        detections: Detection3DArray with the published objects only.
+        poses: one PoseStamped per published object.
+        transforms: one TransformStamped per published object (child = tf_prefix + instance id).
+    """
+
+    details: Any
+    detections: Any
+    poses: list[Any]
+    transforms: list[Any]
+
+
+def object_box(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, extent) of a mesh's axis-aligned box in its own frame, metres: refined/detections' bbox."""
+    bounds = model.bounds
+    return (bounds[0] + bounds[1]) / 2.0, bounds[1] - bounds[0]
+
+
+def pose_msg(types: MessageTypes, T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Pose (unit quaternion with w >= 0)."""
+    return types.Pose(position=_point(types.Point, T), orientation=_quaternion(types, T))
+
+
+def transform_msg(types: MessageTypes, T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Transform."""
+    return types.Transform(translation=_point(types.Vector3, T), rotation=_quaternion(types, T))
+
+
+def _point(cls: type, T: np.ndarray) -> Any:
+    x, y, z = (float(v) for v in T[:3, 3])
+    return cls(x=x, y=y, z=z)
+
+
+def _quaternion(types: MessageTypes, T: np.ndarray) -> Any:
+    x, y, z, w = (float(v) for v in matrix_to_quat_xyzw(T[:3, :3]))
+    return types.Quaternion(x=x, y=y, z=z, w=w)  # by field name: the order is x, y, z, w
+
+
+def frame_messages(
+    types: MessageTypes,
+    header: Any,
+    jobs: list[Job],
+    *,
+    tf_prefix: str,
+    boxes: dict[str, tuple[np.ndarray, np.ndarray]],
+    compute_ms: float,
+) -> FrameMessages:
+    """Builds a frame's outputs, each stamped with `header` (the image's).
+
+    Args:
+        types: the message classes to build with.
+        header: the image's std_msgs/Header (of the same kind of class as `types`).
+        jobs: the frame's jobs after frame_jobs.run_frame (each with its result and verdict).
+        tf_prefix: prefix of the TF child frames (parameter tf_prefix).
+        boxes: class id -> object_box(model), for the bounding boxes of refined/detections.
+        compute_ms: milliseconds the Refiner spent on the frame.
+    """
+    details = types.RefinementArray(
+        header=header, refinements=[], latency_ms=0.0, compute_ms=float(compute_ms)
+    )
+    array = types.Detection3DArray(header=header, detections=[])
+    poses, transforms = [], []
+    for job in jobs:
+        details.refinements.append(_refinement(types, job))
+        if not job.published:
+            continue
+        T = job.result.T
+        array.detections.append(_detection(types, header, job, boxes))
+        poses.append(types.PoseStamped(header=header, pose=pose_msg(types, T)))
+        transforms.append(
+            types.TransformStamped(
+                header=header,
+                child_frame_id=tf_prefix + job.instance_id,
+                transform=transform_msg(types, T),
+            )
+        )
+    return FrameMessages(details, array, poses, transforms)
+
+
+def _refinement(types: MessageTypes, job: Job) -> Any:
+    result, error = job.result, job.reported_error
+    if job.initial_pose is not None:
+        initial = job.initial_pose
+    else:  # a track's pose, or a detection without results (identity)
+        initial = pose_msg(types, job.T_init if job.T_init is not None else np.eye(4))
+    if result is None:
+        return types.Refinement(
+            object_id=job.class_id, instance_id=job.instance_id, initial_pose=initial,
+            refined_pose=initial, stage_poses=[], depth_factor=0.0, fit_motion_m=0.0, score=0.0,
+            converged=False, tracked=job.tracked, method="", error=error or "",
+        )  # fmt: skip
+    return types.Refinement(
+        object_id=job.class_id,
+        instance_id=job.instance_id,
+        initial_pose=initial,
+        refined_pose=pose_msg(types, result.T),
+        stage_poses=[pose_msg(types, T) for T in result.stage_poses],
+        depth_factor=0.0,  # not run: the depth search and region fit were removed (issue 27)
+        fit_motion_m=-1.0,
+        score=float(result.score),
+        converged=bool(result.converged),
+        tracked=job.tracked,
+        method=result.method,
+        error=error or "",
+    )
+
+
+def _detection(types: MessageTypes, header: Any, job: Job, boxes: dict) -> Any:
+    result = job.result
+    center_obj, extent = boxes[job.class_id]
+    T_box = result.T.copy()
+    T_box[:3, 3] = result.T[:3, :3] @ center_obj + result.T[:3, 3]  # box centre, mesh axes
+    hypothesis = types.ObjectHypothesisWithPose(
+        hypothesis=types.ObjectHypothesis(class_id=job.class_id, score=float(result.score)),
+        pose=types.PoseWithCovariance(
+            pose=pose_msg(types, result.T), covariance=np.zeros(36, dtype=np.float64)
+        ),
+    )
+    sx, sy, sz = (float(v) for v in extent)
+    return types.Detection3D(
+        header=header,
+        results=[hypothesis],
+        bbox=types.BoundingBox3D(
+            center=pose_msg(types, T_box), size=types.Vector3(x=sx, y=sy, z=sz)
+        ),
+        id=job.detection_id,
+    )

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from attn6d_ros.pose_check import DEFAULT_MIN_SCORE
+
 DEFAULT_CHECKPOINT = "package://attn6d_ros/models/demo_refiner.pt"
 DEFAULT_OBJECTS_FILE = "package://attn6d_ros/config/objects.yaml"
 RELIABILITIES = ("best_effort", "reliable")
@@ -163,7 +165,7 @@ class NodeConfig:
         ),
     )
     min_score: float = field(
-        default=0.2,
+        default=DEFAULT_MIN_SCORE,
         metadata=_param(
             "min_score",
             "Refined poses scoring below this (render/image colour correlation, [0, 1]) are not "

@@ -1,4 +1,5 @@
-"""Training diagnostics: do the rotation and depth heads see what they regress? (`python -m attn6d_ros.probe`)
+"""Training diagnostics: do the rotation and depth heads see what they regress? (`python -m
+attn6d_ros.tools.probe`)
 
 Rotation, on fresh training samples at full difficulty (non-symmetric objects only):
 - the spread over the samples of the predicted rotation (quaternion vector parts) against that of the targets:
