@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -45,21 +45,22 @@ from attn6d_ros.msg import RefinementArray
 from attn6d_ros.ros import (
     codec,
     frame_jobs,
+    inputs,
     markers,
     middleware,
     overlay,
     refiner_setup,
-    sync,
     tf_publisher,
 )
 from attn6d_ros.ros.backpressure import LatestSlot
 from attn6d_ros.ros.diagnostics import NodeStats, diagnostic_status, missing_images
 from attn6d_ros.ros.input_watch import InputWatch
 from attn6d_ros.ros.params import (
+    NODE_NAME,
     NodeConfig,
     ParameterError,
     declare_parameters,
-    split_removed_parameters,
+    ignored_parameters,
 )
 from attn6d_ros.ros.refiner_setup import LoadedRefiner
 from attn6d_ros.ros.shutdown import ShutdownSignals
@@ -73,10 +74,7 @@ except ImportError as _exc:  # pragma: no cover - a broken installation
         "attn6d_ros.node needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)"
     ) from _exc
 
-NODE_NAME = "attn6d_refiner"
 PENDING_CHECK_S = 0.01  # how often images waiting for detections are checked (tracking.wait_s)
-# Parameters rclpy declares itself; anything else in the overrides that we do not declare is a typo.
-_ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
 
 
 class StartupError(RuntimeError):
@@ -114,7 +112,9 @@ class RefineNode(Node):
     def _setup(self) -> None:
         log = self.get_logger()
         self.config: NodeConfig = declare_parameters(self)
-        self._warn_unknown_parameters()
+        # rclpy keeps the values from YAML and -p in _parameter_overrides, without an accessor.
+        for warning in ignored_parameters(getattr(self, "_parameter_overrides", {})):
+            log.warning(warning)
         cfg = self.config
         checkpoint, specs = refiner_setup.check_inputs(cfg)
         self._log = ThrottledLog(log.warning)
@@ -127,7 +127,6 @@ class RefineNode(Node):
         self._templates = refiner_setup.AlignmentTemplates(log.info)
         # (image, camera_info) pairs waiting for their detections (tracking.wait_s).
         self._pending: PendingImages[tuple[Image, CameraInfo]] = PendingImages(cfg.sync_queue_size)
-        self._newest_frame_ns = -1  # newest image stamp sent to the worker
 
         # Outputs first: the worker publishes as soon as frames come.
         self._pub_detections = self.create_publisher(Detection3DArray, "refined/detections", 10)
@@ -138,26 +137,26 @@ class RefineNode(Node):
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf = tf_publisher.TransformBroadcaster(self)
 
-        # The worker loads the Refiner on its own thread and reports back through `ready`.
-        ready: list[LoadedRefiner | BaseException] = []
-        loaded = threading.Event()
+        # The worker loads the Refiner on its own thread (its OpenGL context lives there).
+        loading: Future[LoadedRefiner] = Future()
         self._worker = threading.Thread(
-            target=self._run_worker, args=(checkpoint, specs, ready, loaded),
-            name="attn6d_inference", daemon=True,
+            target=self._run_worker, args=(checkpoint, specs, loading), name="attn6d_inference",
+            daemon=True,
         )  # fmt: skip
         self._worker.start()
-        loaded.wait()
-        if isinstance(
-            ready[0], ParameterError | FileNotFoundError
-        ):  # a device, stages, a mesh file
-            raise ready[0]
-        if isinstance(ready[0], BaseException):
-            raise StartupError(f"cannot load the refiner: {ready[0]}") from ready[0]
-        self._loaded = ready[0]
+        try:
+            self._loaded = loading.result()
+        except (ParameterError, FileNotFoundError):  # a device, stages, a mesh file
+            raise
+        except BaseException as exc:
+            raise StartupError(f"cannot load the refiner: {exc}") from exc
 
         self.add_on_set_parameters_callback(self._check_stages)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        self._subscribe()
+        self._subscribed = inputs.subscribe_inputs(
+            self, cfg, self._on_input, self._on_synced, self._on_image_pair
+        )
+        self._inputs = self._subscribed.subscribers
         self.create_service(Trigger, "~/reset_tracking", self._reset_tracking)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(0.5, self._check_inputs)
@@ -169,66 +168,6 @@ class RefineNode(Node):
             f"{middleware.fallbacks_text()}; {middleware.dds_text()}"
         )
         log.info(f"parameters: {cfg.as_parameters()}")
-
-    def _warn_unknown_parameters(self) -> None:
-        declared = set(self.config.as_parameters())
-        # rclpy keeps the values from YAML and -p here; it has no public accessor for them.
-        overrides = getattr(self, "_parameter_overrides", {})
-        unknown = sorted(
-            name for name in overrides
-            if name not in declared and not name.startswith(_ROS_OWN_PARAMETERS)
-        )  # fmt: skip
-        removed, unknown = split_removed_parameters(unknown)
-        if removed:  # depth_search, region_fit...: set in an older parameters file
-            self.get_logger().warning(f"ignoring {removed}")
-        if unknown:
-            self.get_logger().warning(
-                f"ignoring unknown parameters {unknown} (typos?); known: {sorted(declared)}"
-            )
-
-    def _subscribe(self) -> None:
-        cfg = self.config
-        image_qos = middleware.input_qos(cfg.image_reliability, cfg.image_depth)
-        detections_qos = middleware.input_qos(cfg.detections_reliability, cfg.detections_depth)
-        # image_transport's compressed publisher adds /compressed to the (remapped) image topic.
-        image_type, image_topic = Image, "image"
-        if cfg.image_transport == "compressed":
-            image_type = CompressedImage
-            image_topic = self.resolve_topic_name("image") + "/compressed"
-        self._inputs = []
-        for kind, topic, msg_type, qos, parameter in (
-            ("image", image_topic, image_type, image_qos, "qos.image.reliability"),
-            ("camera_info", "camera_info", CameraInfo, image_qos, "qos.image.reliability"),
-            ("detections", "detections", Detection3DArray, detections_qos,
-             "qos.detections.reliability"),
-        ):  # fmt: skip
-            events = SubscriptionEventCallbacks(
-                incompatible_qos=lambda info, k=kind, p=parameter: self.get_logger().warning(
-                    f"a publisher on {k!r} offers a QoS incompatible with this subscription (policy "
-                    f"{info.last_policy_kind}); nothing from it arrives. Check {p!r} (best_effort "
-                    "matches every publisher)"
-                )
-            )
-            subscriber = sync.Subscriber(
-                self, msg_type, topic, qos_profile=qos, event_callbacks=events
-            )
-            subscriber.registerCallback(lambda msg, k=kind: self._on_input(k, msg))
-            self._inputs.append(subscriber)
-        self._synchronizer = sync.ApproximateTimeSynchronizer(
-            self._inputs, cfg.sync_queue_size, cfg.sync_slop
-        )
-        self._synchronizer.registerCallback(self._on_synced)
-        # Image and camera_info alone, for tracking images whose detections never come (tracking.wait_s).
-        self._pair_synchronizer = sync.ApproximateTimeSynchronizer(
-            self._inputs[:2], cfg.sync_queue_size, cfg.sync_slop
-        )
-        self._pair_synchronizer.registerCallback(self._on_image_pair)
-        self.get_logger().info(
-            f"subscribed: {[s.sub.topic_name for s in self._inputs]}; image QoS "
-            f"{cfg.image_reliability} depth {cfg.image_depth}, detections QoS "
-            f"{cfg.detections_reliability} depth {cfg.detections_depth}; sync queue "
-            f"{cfg.sync_queue_size}, slop {cfg.sync_slop} s"
-        )
 
     # -- executor thread: inputs, parameters, service, timers ---------------------------------------
 
@@ -243,7 +182,7 @@ class RefineNode(Node):
         self._stats.arrived("synced", now)
         self._stats.add("synced")
         stamp_ns = codec.stamp_ns(image.header)
-        arrived = self._pending.delivered(stamp_ns)
+        arrived = self._pending.synced(stamp_ns)
         if arrived is not None:
             self._stats.add("late_detections")
             self._log.warn(
@@ -254,7 +193,6 @@ class RefineNode(Node):
                 "detector's latency",
             )
             return
-        self._newest_frame_ns = max(self._newest_frame_ns, stamp_ns)
         self._slot.put(_Frame(image, info, detections, now), priority=1)
 
     def _on_image_pair(self, image: Image, info: CameraInfo) -> None:
@@ -271,17 +209,12 @@ class RefineNode(Node):
         if not self._pending:
             self._pending_timer.cancel()
             return
-        cfg = self.config
-        now = time.monotonic()
+        cfg, now = self.config, time.monotonic()
         active = cfg.tracking_enabled and cfg.tracking_wait_s > 0  # both can change at run time
-        for stamp_ns, (image, info), arrived in self._pending.due(
-            now, cfg.tracking_wait_s if active else 0.0
+        wait_s = cfg.tracking_wait_s if active else 0.0
+        for _, (image, info), _ in self._pending.release(
+            now, wait_s, active and len(self._tracker) > 0
         ):
-            # Only newer than every frame sent (never publish out of order), and only with tracks to refine.
-            if not active or stamp_ns <= self._newest_frame_ns or not len(self._tracker):
-                continue
-            self._newest_frame_ns = stamp_ns
-            self._pending.tracked(stamp_ns, arrived)
             self._stats.arrived("synced", now)
             self._slot.put(_Frame(image, info, None, now), priority=0)
 
@@ -339,19 +272,17 @@ class RefineNode(Node):
 
     # -- worker thread ------------------------------------------------------------------------------
 
-    def _run_worker(
-        self, checkpoint: Path, specs: dict, ready: list, loaded: threading.Event
-    ) -> None:
+    def _run_worker(self, checkpoint: Path, specs: dict, loading: Future) -> None:
         try:
-            setup = self._load(checkpoint, specs)
-        except (
-            BaseException
-        ) as exc:  # any failure must reach __init__, which exits non-zero with it
-            ready.append(exc)
-            loaded.set()
+            setup = refiner_setup.start_refiner(
+                self.config, checkpoint, specs, self._templates, self.get_logger().info
+            )
+        # Any failure must reach __init__, which exits non-zero with it.
+        except BaseException as exc:
+            loading.set_exception(exc)
             return
-        ready.append(setup)
-        loaded.set()
+        loading.set_result(setup)
+        log = self.get_logger()
         try:
             while not self._stopping.is_set():
                 frame = self._slot.take(timeout=0.5)
@@ -361,51 +292,28 @@ class RefineNode(Node):
                     self._process(setup, frame)
                 except Exception:  # keep serving frames; the failure is logged and counted
                     if self._stopping.is_set():  # publishers already gone while shutting down
-                        self.get_logger().debug(
-                            f"frame dropped at shutdown:\n{traceback.format_exc()}"
-                        )
+                        log.debug(f"frame dropped at shutdown:\n{traceback.format_exc()}")
                         break
                     self._stats.add("internal_errors")
-                    self.get_logger().error(
-                        f"internal error on a frame:\n{traceback.format_exc()}"
-                    )
+                    log.error(f"internal error on a frame:\n{traceback.format_exc()}")
         finally:
             setup.refiner.renderer.close()
-
-    def _load(self, checkpoint: Path, specs: dict) -> LoadedRefiner:
-        cfg, log = self.config, self.get_logger()
-        setup = refiner_setup.load_refiner(cfg, checkpoint, specs, log.info)
-        try:
-            # Before the warm-up and the first frame: building a mesh's templates takes up to a minute.
-            self._templates.prepare(setup.refiner, cfg, "start-up")
-            if cfg.warmup:
-                tic = time.perf_counter()
-                refiner_setup.warm_up(setup.refiner, cfg.stages or None, cfg.align)
-                log.info(
-                    f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {setup.device} "
-                    f"({setup.refiner.renderer.describe()})"
-                )
-        except BaseException:
-            setup.refiner.renderer.close()
-            raise
-        return setup
 
     def _process(self, setup: LoadedRefiner, frame: _Frame) -> None:
         cfg, refiner = self.config, setup.refiner
         self._templates.prepare(refiner, cfg, "run-time change of align or tracking.method")
         header = frame.image.header
         stamp_s = codec.stamp_seconds(header)
-        detections = None
-        if frame.detections is not None:
-            detections = codec.parse_detections(
-                frame.detections, refiner.object_ids, header.frame_id
-            )
-        plan = frame_jobs.plan_frame(detections, self._tracker, stamp_s, cfg)
+        plan = frame_jobs.plan_frame(frame.detections, header, refiner, self._tracker, cfg)
         if frame.detections is None:
             if not plan.jobs:  # nothing was asked for this image and no track is live
                 return
             self._stats.add("tracked_images")
-        self._warn_about_plan(header, plan)
+        self._stats.add("detections_over_max", plan.dropped)
+        for key, message in frame_jobs.plan_warnings(
+            plan, codec.stamp_text(header), cfg.max_detections
+        ):
+            self._log.warn(key, message)
         decoded = codec.decode_frame(frame.image, frame.info)
         for key, message, once in decoded.warnings:
             (self._log.warn_once if once else self._log.warn)(key, message)
@@ -428,26 +336,6 @@ class RefineNode(Node):
         self._stats.add("processed")
         if decoded.error:
             self._stats.add("rejected_frames")
-
-    def _warn_about_plan(self, header: Any, plan: frame_jobs.FramePlan) -> None:
-        if plan.dropped:
-            self._stats.add("detections_over_max", plan.dropped)
-            self._log.warn(
-                "max_detections",
-                f"frame {codec.stamp_text(header)} has {plan.detections_count} detections, more than "
-                f"max_detections {self.config.max_detections}: the {plan.dropped} lowest-scored were "
-                "dropped (neither refined nor reported); raise max_detections if they are needed",
-            )
-        if plan.duplicates:
-            self._log.warn(
-                "duplicate_ids",
-                f"detections carry duplicate ids {plan.duplicates}; each is refined, and further ones "
-                "are named <id>_1, <id>_2... in TF and refined/details: "
-                f"{[job.instance_id for job in plan.jobs]}",
-            )
-        for job in plan.jobs:
-            if job.error:
-                self._log.warn(f"det:{job.error[:40]}", f"detection not refined: {job.error}")
 
     def _publish(
         self, setup: LoadedRefiner, header: Any, jobs: list, compute_ms: float, frame_ok: bool

@@ -99,3 +99,21 @@ def test_pending_images_forget_the_oldest_beyond_capacity() -> None:
     for stamp in (1, 2, 3):
         pending.tracked(stamp, 0.0)
     assert pending.delivered(1) is None and pending.delivered(3) == 0.0
+
+
+def test_released_images_are_newer_than_every_frame_sent_and_need_tracks() -> None:
+    pending: PendingImages[str] = PendingImages(capacity=8)
+    assert (
+        pending.synced(20) is None and pending.newest_ns == 20
+    )  # a frame with detections went out
+    for stamp in (10, 30, 40):
+        pending.add(stamp, f"i{stamp}", 1.0)
+    assert pending.release(now_s=1.01, wait_s=0.5, has_tracks=True) == []  # still waiting
+    assert pending.release(now_s=2.0, wait_s=0.5, has_tracks=False) == [] and len(pending) == 0
+    for stamp in (10, 30, 40):
+        pending.add(stamp, f"i{stamp}", 1.0)
+    # 10 is older than the frame sent (dropped); 30 and 40 go, in stamp order, and are marked tracked.
+    assert pending.release(2.0, 0.5, has_tracks=True) == [(30, "i30", 1.0), (40, "i40", 1.0)]
+    assert (
+        pending.newest_ns == 40 and pending.synced(30) == 1.0
+    )  # late detections for a tracked image

@@ -24,6 +24,8 @@ produce the same values.
 
 from __future__ import annotations
 
+import array
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from attn6d_ros.geometry import check_intrinsics, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from attn6d_ros.render import FAR
-from attn6d_ros.ros.compressed_image import compressed_to_rgb
+from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
 
 if TYPE_CHECKING:
     from attn6d_ros.ros.frame_jobs import Job
@@ -147,22 +149,19 @@ def _decode_numpy(msg: Any, width: int, height: int, channels: int, depth: int) 
 
 
 def rgb_to_image(rgb_u8: np.ndarray, header: Any) -> Any:
-    """Encodes (H, W, 3) uint8 RGB as an rgb8 sensor_msgs/Image carrying `header`."""
-    from sensor_msgs.msg import Image
+    """Encodes (H, W, 3) uint8 RGB as an rgb8 sensor_msgs/Image (rclpy's class) carrying `header`: with
+    cv_bridge where it is installed, else `image_msg` (the same fields and bytes: test_upstream_ros.py)."""
+    rgb = _check_rgb(rgb_u8)
+    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
+        return _BRIDGE.cv2_to_imgmsg(rgb, encoding="rgb8", header=header)
+    return image_msg(rclpy_types(), rgb, header)
 
+
+def _check_rgb(rgb_u8: np.ndarray) -> np.ndarray:
     rgb = np.ascontiguousarray(rgb_u8)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
-    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
-        return _BRIDGE.cv2_to_imgmsg(rgb, encoding="rgb8", header=header)
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = int(rgb.shape[1] * 3)
-    msg.data = rgb.tobytes()
-    return msg
+    return rgb
 
 
 # -- camera -------------------------------------------------------------------------------------------------
@@ -250,35 +249,6 @@ def pose_to_matrix(pose: Any, name: str = "pose") -> np.ndarray:
     return T
 
 
-def matrix_to_pose(T: np.ndarray) -> Any:
-    """4x4 T -> geometry_msgs/Pose (unit quaternion with w >= 0)."""
-    from geometry_msgs.msg import Pose
-
-    pose = Pose()
-    _fill_point(pose.position, T[:3, 3])
-    _fill_quaternion(pose.orientation, T[:3, :3])
-    return pose
-
-
-def matrix_to_transform(T: np.ndarray) -> Any:
-    """4x4 T -> geometry_msgs/Transform."""
-    from geometry_msgs.msg import Transform
-
-    transform = Transform()
-    _fill_point(transform.translation, T[:3, 3])
-    _fill_quaternion(transform.rotation, T[:3, :3])
-    return transform
-
-
-def _fill_point(target: Any, t: np.ndarray) -> None:
-    target.x, target.y, target.z = (float(v) for v in t)
-
-
-def _fill_quaternion(target: Any, R: np.ndarray) -> None:
-    x, y, z, w = (float(v) for v in matrix_to_quat_xyzw(R))
-    target.x, target.y, target.z, target.w = x, y, z, w  # by field name: the order is x, y, z, w
-
-
 # -- frames ---------------------------------------------------------------------------------------------
 
 
@@ -333,6 +303,12 @@ def decode_frame(image: Any, info: Any) -> DecodedFrame:
 def stamp_ns(header: Any) -> int:
     """A std_msgs/Header's stamp in nanoseconds (rclpy's or rosbags' classes)."""
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def seconds_to_ns(t_s: float) -> int:
+    """A time in seconds -> nanoseconds: the whole seconds exactly, the fraction rounded to 1 ns."""
+    sec = int(t_s)
+    return sec * 1_000_000_000 + round((t_s - sec) * 1e9)
 
 
 def stamp_seconds(header: Any) -> float:
@@ -475,8 +451,16 @@ def instance_names(bases: list[str]) -> tuple[list[str], list[str]]:
     return names, duplicates
 
 
-# ROS type name -> attribute of MessageTypes.
+# -- message classes ----------------------------------------------------------------------------------------
+
+# Attribute of MessageTypes -> ROS type name.
 TYPE_NAMES: dict[str, str] = {
+    "Time": "builtin_interfaces/msg/Time",
+    "Header": "std_msgs/msg/Header",
+    "Image": "sensor_msgs/msg/Image",
+    "CompressedImage": "sensor_msgs/msg/CompressedImage",
+    "CameraInfo": "sensor_msgs/msg/CameraInfo",
+    "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest",
     "Point": "geometry_msgs/msg/Point",
     "Quaternion": "geometry_msgs/msg/Quaternion",
     "Vector3": "geometry_msgs/msg/Vector3",
@@ -497,14 +481,21 @@ TYPE_NAMES: dict[str, str] = {
 
 
 class MessageTypes:
-    """The message classes the outputs are built from, as attributes named like `TYPE_NAMES`' keys."""
+    """The message classes messages are built from, as attributes named like `TYPE_NAMES`' keys.
 
-    def __init__(self, classes: dict[str, type]) -> None:
+    Attributes:
+        numpy_sequences: unbounded array fields (uint8[] data, float64[] d) take numpy arrays (rosbags'
+            classes); otherwise array.array (rclpy's classes refuse numpy there). Fixed-size arrays
+            (float64[9] k) take numpy arrays in both.
+    """
+
+    def __init__(self, classes: dict[str, type], *, numpy_sequences: bool) -> None:
         missing = sorted(set(TYPE_NAMES) - set(classes))
         if missing:
             raise ValueError(f"MessageTypes needs classes for {[TYPE_NAMES[m] for m in missing]}")
         for name, cls in classes.items():
             setattr(self, name, cls)
+        self.numpy_sequences = numpy_sequences
 
     @classmethod
     def from_rclpy(cls) -> MessageTypes:
@@ -515,7 +506,7 @@ class MessageTypes:
         for name, full in TYPE_NAMES.items():
             package, _, type_name = full.split("/")
             classes[name] = getattr(importlib.import_module(f"{package}.msg"), type_name)
-        return cls(classes)
+        return cls(classes, numpy_sequences=False)
 
     @classmethod
     def from_typestore(cls, typestore: Any) -> MessageTypes:
@@ -523,7 +514,145 @@ class MessageTypes:
         missing = sorted(full for full in TYPE_NAMES.values() if full not in typestore.types)
         if missing:
             raise ValueError(f"the typestore has no definition of {missing}")
-        return cls({name: typestore.types[full] for name, full in TYPE_NAMES.items()})
+        classes = {name: typestore.types[full] for name, full in TYPE_NAMES.items()}
+        return cls(classes, numpy_sequences=True)
+
+
+@functools.cache
+def rclpy_types() -> MessageTypes:
+    """`MessageTypes.from_rclpy()`, made once per process."""
+    return MessageTypes.from_rclpy()
+
+
+def _sequence(types: MessageTypes, values: np.ndarray) -> Any:
+    """An unbounded array field from a 1-D uint8 or float64 array (`MessageTypes.numpy_sequences`). rclpy
+    takes an array.array as it is; bytes or a list it would check element by element."""
+    values = np.ascontiguousarray(values)
+    if types.numpy_sequences:
+        return values
+    return array.array(values.dtype.char, values.tobytes())
+
+
+# -- writing messages ---------------------------------------------------------------------------------------
+# Every message is constructed with all of its fields as keywords: rosbags' classes need them all, rclpy's
+# accept them, so both kinds of class get the same values.
+
+
+def time_msg(types: MessageTypes, stamp_ns: int) -> Any:
+    """builtin_interfaces/Time of a time in nanoseconds."""
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return types.Time(sec=sec, nanosec=nanosec)
+
+
+def header_msg(types: MessageTypes, stamp_ns: int, frame_id: str) -> Any:
+    """std_msgs/Header stamped `stamp_ns` nanoseconds, in frame `frame_id`."""
+    return types.Header(stamp=time_msg(types, stamp_ns), frame_id=frame_id)
+
+
+def image_msg(types: MessageTypes, rgb_u8: np.ndarray, header: Any, encoding: str = "rgb8") -> Any:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image, rgb8 or bgr8 (channels swapped), rows unpadded.
+
+    Raises:
+        ValueError: not an (H, W, 3) uint8 image, or another encoding (named with its value).
+    """
+    rgb = _check_rgb(rgb_u8)
+    if encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding {encoding!r} cannot be written; expected 'rgb8' or 'bgr8'")
+    pixels = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
+    height, width = rgb.shape[:2]
+    return types.Image(
+        header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+        step=width * 3, data=_sequence(types, pixels.reshape(-1)),
+    )  # fmt: skip
+
+
+def compressed_image_msg(
+    types: MessageTypes, rgb_u8: np.ndarray, header: Any, codec: str = "jpeg"
+) -> Any:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage as image_transport's compressed plugin writes it
+    (format ``rgb8; jpeg compressed bgr8``; codec 'jpeg' or 'png')."""
+    data = np.frombuffer(rgb_to_compressed_data(_check_rgb(rgb_u8), codec), dtype=np.uint8)
+    return types.CompressedImage(
+        header=header, format=f"rgb8; {codec} compressed bgr8", data=_sequence(types, data)
+    )
+
+
+def camera_info_msg(
+    types: MessageTypes, K: np.ndarray, width: int, height: int, header: Any
+) -> Any:
+    """sensor_msgs/CameraInfo of a rectified pinhole camera: k = K (3x3, pixels), r identity,
+    p = [K | 0], d five zeros (plumb_bob), no binning, no region of interest. K is written as given, even
+    one the node refuses (tests send those)."""
+    k = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    roi = types.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types.CameraInfo(
+        header=header, height=int(height), width=int(width), distortion_model="plumb_bob",
+        d=_sequence(types, np.zeros(5)), k=k.reshape(9).copy(), r=np.eye(3).reshape(9),
+        p=np.hstack([k, np.zeros((3, 1))]).reshape(12), binning_x=0, binning_y=0, roi=roi,
+    )  # fmt: skip
+
+
+def detections_msg(types: MessageTypes, header: Any, items: list[tuple]) -> Any:
+    """vision_msgs/Detection3DArray, every detection carrying `header`, as a detector writes it.
+
+    Args:
+        items: (detection id, class id, pose, score) per detection; pose a 4x4 T_cam_obj (metres) or
+            (position xyz, quaternion xyzw) written as given (tests send invalid ones).
+    """
+    detections = []
+    for detection_id, class_id, pose, score in items:
+        if isinstance(pose, tuple):
+            coarse = _pose(types, pose[0], pose[1])
+        else:
+            coarse = pose_msg(types, pose)
+        box = types.BoundingBox3D(
+            center=pose_msg(types, np.eye(4)), size=types.Vector3(x=0.0, y=0.0, z=0.0)
+        )
+        detections.append(
+            _detection_msg(types, header, detection_id, class_id, score, coarse, box)
+        )
+    return types.Detection3DArray(header=header, detections=detections)
+
+
+def _detection_msg(
+    types: MessageTypes, header: Any, detection_id: str, class_id: str, score: float, pose: Any,
+    box: Any,
+) -> Any:  # fmt: skip
+    hypothesis = types.ObjectHypothesisWithPose(
+        hypothesis=types.ObjectHypothesis(class_id=class_id, score=float(score)),
+        pose=types.PoseWithCovariance(pose=pose, covariance=np.zeros(36, dtype=np.float64)),
+    )
+    return types.Detection3D(header=header, results=[hypothesis], bbox=box, id=detection_id)
+
+
+def pose_msg(types: MessageTypes, T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Pose (unit quaternion with w >= 0)."""
+    return _pose(types, T[:3, 3], matrix_to_quat_xyzw(T[:3, :3]))
+
+
+def transform_msg(types: MessageTypes, T: np.ndarray) -> Any:
+    """4x4 T -> geometry_msgs/Transform."""
+    return types.Transform(
+        translation=_xyz(types.Vector3, T[:3, 3]),
+        rotation=_quaternion(types, matrix_to_quat_xyzw(T[:3, :3])),
+    )
+
+
+def _pose(types: MessageTypes, xyz: Any, q_xyzw: Any) -> Any:
+    return types.Pose(position=_xyz(types.Point, xyz), orientation=_quaternion(types, q_xyzw))
+
+
+def _xyz(cls: type, xyz: Any) -> Any:
+    x, y, z = (float(v) for v in xyz)
+    return cls(x=x, y=y, z=z)
+
+
+def _quaternion(types: MessageTypes, q_xyzw: Any) -> Any:
+    x, y, z, w = (float(v) for v in q_xyzw)
+    return types.Quaternion(x=x, y=y, z=z, w=w)  # by field name: the order is x, y, z, w
+
+
+# -- outputs ------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -547,26 +676,6 @@ def object_box(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """(centre, extent) of a mesh's axis-aligned box in its own frame, metres: refined/detections' bbox."""
     bounds = model.bounds
     return (bounds[0] + bounds[1]) / 2.0, bounds[1] - bounds[0]
-
-
-def pose_msg(types: MessageTypes, T: np.ndarray) -> Any:
-    """4x4 T -> geometry_msgs/Pose (unit quaternion with w >= 0)."""
-    return types.Pose(position=_point(types.Point, T), orientation=_quaternion(types, T))
-
-
-def transform_msg(types: MessageTypes, T: np.ndarray) -> Any:
-    """4x4 T -> geometry_msgs/Transform."""
-    return types.Transform(translation=_point(types.Vector3, T), rotation=_quaternion(types, T))
-
-
-def _point(cls: type, T: np.ndarray) -> Any:
-    x, y, z = (float(v) for v in T[:3, 3])
-    return cls(x=x, y=y, z=z)
-
-
-def _quaternion(types: MessageTypes, T: np.ndarray) -> Any:
-    x, y, z, w = (float(v) for v in matrix_to_quat_xyzw(T[:3, :3]))
-    return types.Quaternion(x=x, y=y, z=z, w=w)  # by field name: the order is x, y, z, w
 
 
 def frame_messages(
@@ -643,18 +752,7 @@ def _detection(types: MessageTypes, header: Any, job: Job, boxes: dict) -> Any:
     center_obj, extent = boxes[job.class_id]
     T_box = result.T.copy()
     T_box[:3, 3] = result.T[:3, :3] @ center_obj + result.T[:3, 3]  # box centre, mesh axes
-    hypothesis = types.ObjectHypothesisWithPose(
-        hypothesis=types.ObjectHypothesis(class_id=job.class_id, score=float(result.score)),
-        pose=types.PoseWithCovariance(
-            pose=pose_msg(types, result.T), covariance=np.zeros(36, dtype=np.float64)
-        ),
-    )
-    sx, sy, sz = (float(v) for v in extent)
-    return types.Detection3D(
-        header=header,
-        results=[hypothesis],
-        bbox=types.BoundingBox3D(
-            center=pose_msg(types, T_box), size=types.Vector3(x=sx, y=sy, z=sz)
-        ),
-        id=job.detection_id,
+    box = types.BoundingBox3D(center=pose_msg(types, T_box), size=_xyz(types.Vector3, extent))
+    return _detection_msg(
+        types, header, job.detection_id, job.class_id, result.score, pose_msg(types, result.T), box
     )

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attn6d_ros.ros.codec import CoarseDetection, instance_names, limit_detections
+from attn6d_ros.ros.codec import (
+    CoarseDetection,
+    instance_names,
+    limit_detections,
+    parse_detections,
+    stamp_seconds,
+)
 from attn6d_ros.ros.params import NodeConfig
 from attn6d_ros.ros.tracking import Track, Tracker
 
@@ -100,17 +106,44 @@ class FramePlan:
 
 
 def plan_frame(
-    detections: list[CoarseDetection] | None, tracker: Tracker, stamp_s: float, cfg: NodeConfig
+    detections_msg: Any | None, image_header: Any, refiner: Any, tracker: Tracker, cfg: NodeConfig
 ) -> FramePlan:
-    """A frame's jobs: from `detections` (codec.parse_detections; at most max_detections, the
-    highest-scored), or from the live tracks when there are none (None: an image-only frame) and
-    tracking.enabled. `stamp_s`: the image's stamp, seconds."""
+    """A frame's jobs: from its vision_msgs/Detection3DArray (codec.parse_detections against the refiner's
+    objects and the image's frame; at most max_detections, the highest-scored), or from the live tracks
+    when it has none (None: an image-only frame) and tracking.enabled."""
+    detections = []
+    if detections_msg is not None:
+        detections = parse_detections(detections_msg, refiner.object_ids, image_header.frame_id)
     if detections:
         kept, dropped = limit_detections(detections, cfg.max_detections)
         jobs, duplicates = detection_jobs(kept)
         return FramePlan(jobs, duplicates, dropped, len(detections))
+    stamp_s = stamp_seconds(image_header)
     jobs = tracked_jobs(tracker, stamp_s, cfg) if cfg.tracking_enabled else []
     return FramePlan(jobs, [], 0, 0)
+
+
+def plan_warnings(plan: FramePlan, stamp_text: str, max_detections: int) -> list[tuple[str, str]]:
+    """(key, message) warnings about a planned frame stamped `stamp_text`: detections over max_detections,
+    duplicate detection ids, detections that cannot be refined (each naming the field and the value)."""
+    warnings = []
+    if plan.dropped:
+        warnings.append((
+            "max_detections",
+            f"frame {stamp_text} has {plan.detections_count} detections, more than max_detections "
+            f"{max_detections}: the {plan.dropped} lowest-scored were dropped (neither refined nor "
+            "reported); raise max_detections if they are needed",
+        ))  # fmt: skip
+    if plan.duplicates:
+        warnings.append((
+            "duplicate_ids",
+            f"detections carry duplicate ids {plan.duplicates}; each is refined, and further ones are named "
+            f"<id>_1, <id>_2... in TF and refined/details: {[job.instance_id for job in plan.jobs]}",
+        ))  # fmt: skip
+    for job in plan.jobs:
+        if job.error:
+            warnings.append((f"det:{job.error[:40]}", f"detection not refined: {job.error}"))
+    return warnings
 
 
 def run_frame(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -36,6 +36,11 @@ REMOVED_PARAMETERS = {
     "region_fit": "the alignment (parameter 'align', on by default) replaces the region fit",
     "region_fit_turn_deg": "use 'align_turn_deg' for the alignment's extra starts",
 }
+
+
+NODE_NAME = "attn6d_refiner"  # the node's name: its parameters file section, its logger
+# Parameters rclpy declares itself: neither ours nor typos.
+ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
 
 
 class ParameterError(ValueError):
@@ -411,10 +416,17 @@ def removed_parameters_message(names: list[str]) -> str | None:
     )
 
 
-def split_removed_parameters(names: list[str]) -> tuple[str | None, list[str]]:
-    """(removed_parameters_message(names), the names that are not removed parameters): for a node or tool
-    that warns about the removed parameters it was given and then about the unknown rest."""
-    return removed_parameters_message(names), [n for n in names if n not in REMOVED_PARAMETERS]
+def ignored_parameters(names: Iterable[str]) -> list[str]:
+    """Warnings for the given parameter names (YAML, -p) that are not the node's: removed ones, naming what
+    replaced each, then unknown ones (typos?) with the known names; rclpy's own are fine. [] when none."""
+    known = set(parameter_fields())
+    other = sorted(n for n in names if n not in known and not n.startswith(ROS_OWN_PARAMETERS))
+    removed = removed_parameters_message(other)
+    unknown = [n for n in other if n not in REMOVED_PARAMETERS]
+    warnings = [f"ignoring {removed}"] if removed else []
+    if unknown:
+        warnings.append(f"ignoring unknown parameters {unknown} (typos?); known: {sorted(known)}")
+    return warnings
 
 
 def parameter_fields() -> dict[str, Any]:

@@ -14,10 +14,13 @@ from typing import Any
 
 import yaml
 
-from attn6d_ros.ros.params import NodeConfig, ParameterError, parameter_fields
-
-NODE_NAME = "attn6d_refiner"
-_ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+from attn6d_ros.ros.params import (
+    NODE_NAME,
+    ROS_OWN_PARAMETERS,
+    NodeConfig,
+    ParameterError,
+    parameter_fields,
+)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -68,7 +71,7 @@ def read_params_file(path: str | Path) -> tuple[NodeConfig, list[str]]:
     for section in sections:
         values.update(_flatten(section["ros__parameters"]))
     known = parameter_fields()
-    unknown = sorted(n for n in values if n not in known and not n.startswith(_ROS_OWN_PARAMETERS))
+    unknown = sorted(n for n in values if n not in known and not n.startswith(ROS_OWN_PARAMETERS))
     ours = {name: value for name, value in values.items() if name in known}
     for name, value in ours.items():
         default = known[name].default

@@ -48,7 +48,7 @@ from attn6d_ros.ros.bag_io import (
     storage_of,
 )
 from attn6d_ros.ros.codec import TYPE_NAMES, MessageTypes
-from attn6d_ros.ros.params import NodeConfig, ParameterError, split_removed_parameters
+from attn6d_ros.ros.params import NodeConfig, ParameterError, ignored_parameters
 from attn6d_ros.ros.params_file import read_params_file
 from attn6d_ros.ros.tracking import PendingImages, Tracker
 
@@ -139,10 +139,7 @@ class BagRefiner:
         cfg, refiner, summary = self.cfg, self.refiner, self.summary
         header = image.header
         stamp_s = codec.stamp_seconds(header)
-        parsed = None
-        if detections is not None:
-            parsed = codec.parse_detections(detections, refiner.object_ids, header.frame_id)
-        plan = frame_jobs.plan_frame(parsed, self.tracker, stamp_s, cfg)
+        plan = frame_jobs.plan_frame(detections, header, refiner, self.tracker, cfg)
         if detections is None:
             if not plan.jobs:
                 return
@@ -279,13 +276,8 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path, Path]:
 def _run(args: argparse.Namespace) -> int:
     source, target = _check_arguments(args)
     cfg, unknown = read_params_file(resolve_path(args.params))
-    removed, unknown = split_removed_parameters(unknown)
-    if removed:  # depth_search, region_fit...: an older parameters file
-        print(f"attn6d-refine-bag: ignoring {removed}", file=sys.stderr)
-    if unknown:
-        print(
-            f"attn6d-refine-bag: ignoring unknown parameters {unknown} (typos?)", file=sys.stderr
-        )
+    for warning in ignored_parameters(unknown):  # removed ones (an older parameters file), typos
+        print(f"attn6d-refine-bag: {warning}", file=sys.stderr)
     if args.device is not None:
         cfg = cfg.with_parameters({"device": args.device})
     reader = open_reader(source)
@@ -381,7 +373,6 @@ class _Feeder:
             pair_sync.registerCallback(lambda *msgs: self.pairs.append(msgs))
         self.stamps: dict[str, list[int]] = {kind: [] for kind in KINDS}
         self.synced_images: set[int] = set()
-        self.newest_frame_ns = -1
         self.count = 0
 
     def run(self, reader: Any, connections: list, kind_of: dict, typestore: Any, copies: dict,
@@ -425,10 +416,9 @@ class _Feeder:
         for image, info, detections in self.synced:
             stamp_ns = codec.stamp_ns(image.header)
             self.synced_images.add(stamp_ns)
-            if self.waiting and self.pending.delivered(stamp_ns) is not None:
+            if self.pending.synced(stamp_ns) is not None:
                 self.tool.summary.late_detections += 1
                 continue
-            self.newest_frame_ns = max(self.newest_frame_ns, stamp_ns)
             self._frame(image, info, detections, t_bag)
         self.synced.clear()
         for image, info in self.pairs:
@@ -437,13 +427,9 @@ class _Feeder:
         self.pairs.clear()
         if self.waiting:
             now_s = float("inf") if t_bag is None else t_bag * 1e-9
-            for stamp_ns, (image, info), arrived in self.pending.due(
-                now_s, self.cfg.tracking_wait_s
+            for stamp_ns, (image, info), arrived in self.pending.release(
+                now_s, self.cfg.tracking_wait_s, has_tracks=len(self.tool.tracker) > 0
             ):
-                if stamp_ns <= self.newest_frame_ns or not len(self.tool.tracker):
-                    continue
-                self.newest_frame_ns = stamp_ns
-                self.pending.tracked(stamp_ns, arrived)
                 self.synced_images.add(stamp_ns)
                 t_due = round((arrived + self.cfg.tracking_wait_s) * 1e9)
                 self._frame(image, info, None, t_due if t_bag is None else t_bag)

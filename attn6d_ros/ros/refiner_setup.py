@@ -125,6 +125,31 @@ def load_refiner(
     return loaded
 
 
+def start_refiner(
+    cfg: NodeConfig,
+    checkpoint: Path,
+    specs: dict[str, ObjectSpec],
+    templates: AlignmentTemplates,
+    log: Callable[[str], None],
+) -> LoadedRefiner:
+    """`load_refiner`, then the alignment templates the parameters need (before the first frame: building
+    a mesh's templates takes up to a minute) and, with cfg.warmup, one warm-up refinement (time logged)."""
+    loaded = load_refiner(cfg, checkpoint, specs, log)
+    try:
+        templates.prepare(loaded.refiner, cfg, "start-up")
+        if cfg.warmup:
+            tic = time.perf_counter()
+            warm_up(loaded.refiner, cfg.stages or None, cfg.align)
+            log(
+                f"warm-up: {(time.perf_counter() - tic) * 1000:.0f} ms on {loaded.device} "
+                f"({loaded.refiner.renderer.describe()})"
+            )
+    except BaseException:
+        loaded.refiner.renderer.close()
+        raise
+    return loaded
+
+
 def stages_problem(stages: int, num_stages: int, shared: bool) -> str | None:
     """Why `stages` cannot run on a model of `num_stages` stages (`shared` weights or not), or None."""
     if stages > num_stages and not shared:

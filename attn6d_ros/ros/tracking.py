@@ -107,6 +107,7 @@ class PendingImages(Generic[T]):
         self._delivered: deque[int] = deque(maxlen=history)
         self._tracked: dict[int, float] = {}
         self._history = history
+        self.newest_ns = -1  # newest image stamp sent to be refined (`synced`, `release`)
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -132,6 +133,27 @@ class PendingImages(Generic[T]):
         stamp first."""
         ready = sorted(s for s, (_, arrived) in self._waiting.items() if now_s - arrived >= wait_s)
         return [(s, *self._waiting.pop(s)) for s in ready]
+
+    def synced(self, stamp_ns: int) -> float | None:
+        """A frame with detections for the image `stamp_ns` arrived (`delivered`). Returns the image's arrival
+        time when it was already refined from the tracks (ignore the late detections); otherwise the frame
+        is to be refined and becomes the newest sent."""
+        late = self.delivered(stamp_ns)
+        if late is None:
+            self.newest_ns = max(self.newest_ns, stamp_ns)
+        return late
+
+    def release(self, now_s: float, wait_s: float, has_tracks: bool) -> list[tuple[int, T, float]]:
+        """The images that waited `wait_s` or longer (`due`) and go to be refined from the tracks: only with
+        tracks, and only newer than every frame sent (outputs never go back in time); they are marked
+        `tracked`. The others are dropped."""
+        released = []
+        for stamp_ns, item, arrived_s in self.due(now_s, wait_s):
+            if has_tracks and stamp_ns > self.newest_ns:
+                self.newest_ns = stamp_ns
+                self.tracked(stamp_ns, arrived_s)
+                released.append((stamp_ns, item, arrived_s))
+        return released
 
     def tracked(self, stamp_ns: int, arrived_s: float) -> None:
         """Records that the image `stamp_ns` went to the worker to be refined from the tracks."""

@@ -132,11 +132,10 @@ def bench_render(model: ObjectModel, repeats: int = 50) -> dict:
 
 def bench_node(checkpoint: str, repeats: int, timeout_s: float = 120.0) -> dict:
     """End-to-end latency of the node process: image publish -> refined/pose receipt, 640x480."""
-    script = Path(__file__).with_name("_bench_node_client.py")
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))
     proc = subprocess.run(
-        [sys.executable, str(script), checkpoint, str(repeats)],
+        [sys.executable, "-m", "attn6d_ros.tools.bench_node_client", checkpoint, str(repeats)],
         capture_output=True, text=True, env=env, timeout=timeout_s,
     )  # fmt: skip
     if proc.returncode != 0:

@@ -7,7 +7,7 @@ long run at a steady frame rate (the soak). Both print one JSON object (issue 30
   One stage by default: the peak is that of one network call, each stage frees the last one's memory.
   `max_batch` overrides Refiner.max_batch (a huge value gives the old one-batch behaviour, for comparison).
 - `bench_soak`: the node in its own process, fed frames with several objects at a fixed rate (a few bad
-  frames mixed in) for a given time; its RSS is sampled throughout (_bench_soak_client.py).
+  frames mixed in) for a given time; its RSS is sampled throughout (bench_soak_client.py).
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ def bench_soak(
     checkpoint: str, duration_s: float, rate_hz: float, objects: int, warmup_s: float
 ) -> dict:
     """The node's RSS over `duration_s` of frames at `rate_hz` with `objects` objects each."""
-    script = Path(__file__).with_name("_bench_soak_client.py")
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))
     variables = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -93,8 +92,8 @@ def bench_soak(
         profile = resolve_path("package://attn6d_ros/config/fastdds_large_frames_loopback.xml")
         env.update(dict.fromkeys(variables, profile))
     proc = subprocess.run(
-        [sys.executable, str(script), checkpoint, str(duration_s), str(rate_hz), str(objects),
-         str(warmup_s)],
+        [sys.executable, "-m", "attn6d_ros.tools.bench_soak_client", checkpoint, str(duration_s),
+         str(rate_hz), str(objects), str(warmup_s)],
         capture_output=True, text=True, env=env, timeout=duration_s + 600,
     )  # fmt: skip
     if proc.returncode != 0:

@@ -1,6 +1,7 @@
-"""attn6d-bench's node timing: starts refine_node in its own process, publishes 640x480 frames one at a time
-and times image publication -> refined/pose receipt. Usage: _bench_node_client.py CHECKPOINT FRAMES.
-Prints one JSON line. (A separate script so that rclpy is only imported where it is needed.)"""
+"""attn6d-bench's node timing: starts the node in its own process, publishes 640x480 frames one at a time and
+times image publication -> refined/pose receipt. Prints one JSON line. Usage:
+``python -m attn6d_ros.tools.bench_node_client CHECKPOINT FRAMES`` (a process of its own, so that rclpy is
+only imported where it is needed)."""
 
 from __future__ import annotations
 
@@ -14,29 +15,27 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
-from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection3DArray
 
-from attn6d_ros.geometry import pose_to_quat_xyzw
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.paths import resolve_path
+from attn6d_ros.ros import codec
+from attn6d_ros.ros.node_command import node_command
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 
+NODE_PARAMETERS = {"publish_tf": False, "min_score": 0.0, "qos.image.reliability": "reliable"}
 
-def _messages(stamp, image: np.ndarray, K: np.ndarray, T: np.ndarray):
-    header_frame = "bench_camera_optical_frame"
-    img = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=image.tobytes())
-    img.header.stamp, img.header.frame_id = stamp, header_frame
-    info = CameraInfo(height=480, width=640, k=K.flatten().tolist(), distortion_model="plumb_bob")
-    info.header = img.header
-    detections = Detection3DArray(header=img.header)
-    hypothesis = ObjectHypothesisWithPose()
-    hypothesis.hypothesis.class_id = "demo_object"
-    q, t = pose_to_quat_xyzw(T)
-    p = hypothesis.pose.pose
-    p.position.x, p.position.y, p.position.z = (float(v) for v in t)
-    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
-    detections.detections = [Detection3D(header=img.header, results=[hypothesis])]
-    return img, info, detections
+
+def _messages(stamp_ns: int, image: np.ndarray, K: np.ndarray, T: np.ndarray):
+    """Image, camera_info and detections (one object at T, score 0) of a frame."""
+    types = codec.rclpy_types()
+    height, width = image.shape[:2]
+    header = codec.header_msg(types, stamp_ns, "bench_camera_optical_frame")
+    return (
+        codec.image_msg(types, image, header),
+        codec.camera_info_msg(types, K, width, height, header),
+        codec.detections_msg(types, header, [("", "demo_object", T, 0.0)]),
+    )
 
 
 def main() -> int:
@@ -45,8 +44,7 @@ def main() -> int:
     generator = SceneGenerator([model], SynthConfig())
     scene = generator.test_scene(0, 0)
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "attn6d_ros.node", "--ros-args", "-p", f"checkpoint:={checkpoint}",
-         "-p", "publish_tf:=false", "-p", "min_score:=0.0", "-p", "qos.image.reliability:=reliable"],
+        node_command({"checkpoint": checkpoint, **NODE_PARAMETERS}),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     rclpy.init()
@@ -56,9 +54,7 @@ def main() -> int:
     received: dict[int, float] = {}
 
     def on_pose(msg: PoseStamped) -> None:
-        received.setdefault(
-            msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, time.perf_counter()
-        )
+        received.setdefault(codec.stamp_ns(msg.header), time.perf_counter())
 
     node.create_subscription(PoseStamped, "refined/pose", on_pose, 10)
     latencies = []
@@ -66,9 +62,9 @@ def main() -> int:
         deadline = time.monotonic() + 90.0  # model load + warm-up + discovery
         ready = False
         while time.monotonic() < deadline and not ready:  # until the first answer comes back
-            stamp = node.get_clock().now().to_msg()
+            stamp_ns = node.get_clock().now().nanoseconds
             for pub, msg in zip(
-                pubs, _messages(stamp, scene.image, scene.K, scene.T_init), strict=True
+                pubs, _messages(stamp_ns, scene.image, scene.K, scene.T_init), strict=True
             ):
                 pub.publish(msg)
             end = time.monotonic() + 1.0
@@ -79,9 +75,8 @@ def main() -> int:
             raise RuntimeError("the node never answered: " + _tail(node_proc))
         for _ in range(frames):
             received.clear()
-            stamp = node.get_clock().now().to_msg()
-            key = stamp.sec * 10**9 + stamp.nanosec
-            msgs = _messages(stamp, scene.image, scene.K, scene.T_init)
+            key = node.get_clock().now().nanoseconds
+            msgs = _messages(key, scene.image, scene.K, scene.T_init)
             sent = time.perf_counter()
             for pub, msg in zip(pubs, msgs, strict=True):
                 pub.publish(msg)

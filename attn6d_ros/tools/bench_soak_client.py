@@ -1,8 +1,9 @@
 """attn6d-bench --soak: starts the node in its own process, feeds it 640x480 frames with several objects at a
 fixed rate for a given time (every 100th frame a bad one: unknown encoding, zero K, a detection without
 results, or more detections than max_detections) and samples the node's RSS every 5 s.
-Usage: _bench_soak_client.py CHECKPOINT DURATION_S RATE_HZ OBJECTS WARMUP_S. Prints one JSON line.
-(A separate script so that rclpy is only imported where it is needed.)"""
+Prints one JSON line. Usage:
+``python -m attn6d_ros.tools.bench_soak_client CHECKPOINT DURATION_S RATE_HZ OBJECTS WARMUP_S`` (a process of
+its own, so that rclpy is only imported where it is needed)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
-from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection3DArray
 
-from attn6d_ros.geometry import pose_to_quat_xyzw
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.paths import resolve_path
+from attn6d_ros.ros import codec
+from attn6d_ros.ros.node_command import node_command
 from attn6d_ros.tools.bench import _scene
 from attn6d_ros.tools.bench_memory import rss_mb
 
@@ -30,23 +32,16 @@ BAD_EVERY = 100  # frames
 SCENES = 8  # distinct frames, cycled
 
 
-def _frame(stamp, image: np.ndarray, K: np.ndarray, poses: list, bad: str = ""):
+def _frame(stamp_ns: int, image: np.ndarray, K: np.ndarray, poses: list, bad: str = ""):
+    """Image, camera_info and detections (the demo object at each of `poses`, score 0.9), spoilt as `bad`
+    says: an unknown encoding, a zero K, a detection without results ('' : none)."""
+    types = codec.rclpy_types()
     height, width = image.shape[:2]
-    img = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=image.tobytes())
-    img.header.stamp, img.header.frame_id = stamp, "soak_camera_optical_frame"
-    info = CameraInfo(
-        height=height, width=width, k=K.flatten().tolist(), distortion_model="plumb_bob"
-    )
-    info.header = img.header
-    detections = Detection3DArray(header=img.header)
-    for T in poses:
-        hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = "demo_object", 0.9
-        q, t = pose_to_quat_xyzw(T)
-        p = hypothesis.pose.pose
-        p.position.x, p.position.y, p.position.z = (float(v) for v in t)
-        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
-        detections.detections.append(Detection3D(header=img.header, results=[hypothesis]))
+    header = codec.header_msg(types, stamp_ns, "soak_camera_optical_frame")
+    img = codec.image_msg(types, image, header)
+    info = codec.camera_info_msg(types, K, width, height, header)
+    items = [("", "demo_object", T, 0.9) for T in poses]
+    detections = codec.detections_msg(types, header, items)
     if bad == "encoding":
         img.encoding = "yuv422"
     elif bad == "zero_k":
@@ -64,8 +59,7 @@ def main() -> int:
     scenes = [_scene(model, objects, seed=k) for k in range(SCENES)]
     crowd = _scene(model, 40, seed=99)  # more than max_detections (32)
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "attn6d_ros.node", "--ros-args", "-p", f"checkpoint:={checkpoint}",
-         "-p", "publish_tf:=false", "-p", "min_score:=0.0"],
+        node_command({"checkpoint": checkpoint, "publish_tf": False, "min_score": 0.0}),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     rclpy.init()
@@ -97,14 +91,14 @@ def main() -> int:
             if now >= next_sample:
                 samples.append((round(now - start, 1), round(rss_mb(node_proc.pid), 1)))
                 next_sample += SAMPLE_EVERY_S
-            stamp = node.get_clock().now().to_msg()
+            stamp_ns = node.get_clock().now().nanoseconds
             image, K, detections = scenes[published % SCENES]
             bad = (
                 kinds[(published // BAD_EVERY) % len(kinds)] if published % BAD_EVERY == 0 else ""
             )
             if bad == "crowd":
                 image, K, detections = crowd
-            messages = _frame(stamp, image, K, [T for _, T in detections], bad)
+            messages = _frame(stamp_ns, image, K, [T for _, T in detections], bad)
             for pub, msg in zip((pub_image, pub_info, pub_detections), messages, strict=True):
                 pub.publish(msg)
             published += 1

@@ -44,6 +44,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from attn6d_ros.paths import resolve_path
+from attn6d_ros.ros.node_command import node_command
 from attn6d_ros.ros.params import DEFAULT_CHECKPOINT, DEFAULT_OBJECTS_FILE
 
 # Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Humble, Jazzy) the second.
@@ -178,15 +179,17 @@ def _make_nodes(args, model, recording: Recording):
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
-    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+    from vision_msgs.msg import Detection3DArray
 
     from attn6d_ros.msg import RefinementArray
     from attn6d_ros.ros import codec
     from attn6d_ros.synth import SceneGenerator, SynthConfig
 
+    types = codec.rclpy_types()
+
     def record_of(header) -> FrameRecord | None:
         """The frame stamped as `header` (None for a stamp this demo did not publish)."""
-        return recording.frames.get(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+        return recording.frames.get(codec.stamp_ns(header))
 
     class SyntheticCamera(Node):
         def __init__(self) -> None:
@@ -204,22 +207,14 @@ def _make_nodes(args, model, recording: Recording):
         def publish_next(self) -> None:
             phase = self.published / max(args.frames - 1, 1)
             image, T_gt = self.world.frame(phase)
-            header = Image().header
-            header.stamp = self.get_clock().now().to_msg()
-            header.frame_id = FRAME_ID
-            key = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-            recording.frames[key] = FrameRecord(self.published, T_gt)
-            info = CameraInfo(
-                header=header, width=WIDTH, height=HEIGHT, distortion_model="plumb_bob"
-            )
-            info.k = K_DEMO.reshape(9).tolist()
-            info.d = [0.0] * 5
-            info.r = np.eye(3).reshape(9).tolist()
-            info.p = np.hstack([K_DEMO, np.zeros((3, 1))]).reshape(12).tolist()
+            stamp_ns = self.get_clock().now().nanoseconds
+            header = codec.header_msg(types, stamp_ns, FRAME_ID)
+            recording.frames[stamp_ns] = FrameRecord(self.published, T_gt)
+            info = codec.camera_info_msg(types, K_DEMO, WIDTH, HEIGHT, header)
             recording.publish_times.append(time.monotonic())
             self.pub_image.publish(codec.rgb_to_image(image, header))
             self.pub_info.publish(info)
-            self.pub_truth.publish(PoseStamped(header=header, pose=codec.matrix_to_pose(T_gt)))
+            self.pub_truth.publish(PoseStamped(header=header, pose=codec.pose_msg(types, T_gt)))
             self.published += 1
             # The detector answers at once: called here rather than from its ground-truth subscription,
             # which waits in this process's executor queue behind the frames (0.5 s at 30 Hz on a busy
@@ -239,13 +234,8 @@ def _make_nodes(args, model, recording: Recording):
             if record is None or record.index % args.detect_every:
                 return  # a slower detector skips this frame
             T_noisy = self.generator.perturb(self.rng, T_gt)
-            detection = Detection3D(header=header)
-            hypothesis = ObjectHypothesisWithPose()
-            hypothesis.hypothesis.class_id = args.object_id
-            hypothesis.hypothesis.score = 1.0
-            hypothesis.pose.pose = codec.matrix_to_pose(T_noisy)
-            detection.results = [hypothesis]
-            self.pub.publish(Detection3DArray(header=header, detections=[detection]))
+            item = ("", args.object_id, T_noisy, 1.0)
+            self.pub.publish(codec.detections_msg(types, header, [item]))
 
     class Recorder(Node):
         def __init__(self) -> None:
@@ -287,18 +277,13 @@ def _node_command(args, log_level: str = "info") -> list[str]:
     if args.detect_every > 1:
         # Frames the detector skips are refined from the last poses (the demo's detector answers at once).
         params |= {"tracking.enabled": True, "tracking.wait_s": 0.2}
-    command = [sys.executable, "-m", "attn6d_ros.node", "--ros-args", "-r", f"__ns:={NAMESPACE}"]
-    for key, value in params.items():
-        command += ["-p", f"{key}:={value}"]
-    for assignment in args.param:
-        command += ["-p", assignment]
-    command += [
-        "-r", f"image:={NAMESPACE}/camera/image_rect",
-        "-r", f"camera_info:={NAMESPACE}/camera/camera_info",
-        "-r", f"detections:={NAMESPACE}/detector/detections",
-        "--log-level", log_level,
-    ]  # fmt: skip
-    return command
+    remaps = {
+        "image": f"{NAMESPACE}/camera/image_rect",
+        "camera_info": f"{NAMESPACE}/camera/camera_info",
+        "detections": f"{NAMESPACE}/detector/detections",
+    }
+    return node_command(params, assignments=args.param, namespace=NAMESPACE, remaps=remaps,
+                        log_level=log_level)  # fmt: skip
 
 
 # -- results ------------------------------------------------------------------------------------------------
