@@ -50,79 +50,12 @@ def demo_frames(count: int, seed: int = 3, phase_span: float = 0.3) -> list[BagF
     return frames
 
 
-def _header(types: dict, stamp_ns: int, frame: str = FRAME):
-    Time, Header = types["builtin_interfaces/msg/Time"], types["std_msgs/msg/Header"]
-    return Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame)
-
-
-def _pose(types: dict, T: np.ndarray):
-    from attn6d_ros.geometry import matrix_to_quat_xyzw
-
-    x, y, z, w = (float(v) for v in matrix_to_quat_xyzw(T[:3, :3]))
-    return types["geometry_msgs/msg/Pose"](
-        position=types["geometry_msgs/msg/Point"](*(float(v) for v in T[:3, 3])),
-        orientation=types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
-    )
-
-
-def image_msg(types: dict, rgb: np.ndarray, stamp_ns: int, codec: str | None = None):
-    """rgb8 Image, or CompressedImage ('jpeg' / 'png') as image_transport's compressed plugin."""
-    from attn6d_ros.ros.compressed_image import rgb_to_compressed_data
-
-    header = _header(types, stamp_ns)
-    if codec:
-        data = np.frombuffer(rgb_to_compressed_data(rgb, codec), dtype=np.uint8)
-        fmt = f"rgb8; {codec} compressed bgr8"
-        return types["sensor_msgs/msg/CompressedImage"](header=header, format=fmt, data=data)
-    h, w = rgb.shape[:2]
-    return types["sensor_msgs/msg/Image"](
-        header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
-        data=np.ascontiguousarray(rgb).reshape(-1),
-    )  # fmt: skip
-
-
-def info_msg(types: dict, K: np.ndarray, stamp_ns: int, width: int = 640, height: int = 480):
-    roi = types["sensor_msgs/msg/RegionOfInterest"](
-        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-    )
-    return types["sensor_msgs/msg/CameraInfo"](
-        header=_header(types, stamp_ns), height=height, width=width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=np.asarray(K, dtype=np.float64).reshape(9), r=np.eye(3).reshape(9),
-        p=np.hstack([K, np.zeros((3, 1))]).reshape(12), binning_x=0, binning_y=0, roi=roi,
-    )  # fmt: skip
-
-
-def detections_msg(types: dict, stamp_ns: int, items: list):
-    """items: (detection id, class id, T_init)."""
-    header = _header(types, stamp_ns)
-    detections = []
-    for detection_id, class_id, T in items:
-        hypothesis = types["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=class_id, score=1.0),
-            pose=types["geometry_msgs/msg/PoseWithCovariance"](
-                pose=_pose(types, T), covariance=np.zeros(36)
-            ),
-        )
-        bbox = types["vision_msgs/msg/BoundingBox3D"](
-            center=_pose(types, np.eye(4)),
-            size=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-        )
-        detections.append(
-            types["vision_msgs/msg/Detection3D"](
-                header=header, results=[hypothesis], bbox=bbox, id=detection_id
-            )
-        )
-    return types["vision_msgs/msg/Detection3DArray"](header=header, detections=detections)
-
-
 def bag_typestore():
+    """A rosbags typestore with the inputs' and the outputs' types (codec.TYPE_NAMES)."""
     from attn6d_ros.ros.bag_io import message_typestore
     from attn6d_ros.ros.codec import TYPE_NAMES
 
-    return message_typestore(
-        [], ["sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
-             *TYPE_NAMES.values()],
-    )  # fmt: skip
+    return message_typestore([], list(TYPE_NAMES.values()))
 
 
 def write_bag(
@@ -143,10 +76,11 @@ def write_bag(
     `skip_detections` no detections; frame `corrupt_detections` has a cut-short detections message."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from attn6d_ros.tools.demo import K_DEMO
+    from attn6d_ros.ros import codec as ros_codec
+    from attn6d_ros.tools.demo import HEIGHT, K_DEMO, WIDTH
 
     typestore = bag_typestore()
-    types = typestore.types
+    types = ros_codec.MessageTypes.from_typestore(typestore)
     writer = Writer(path, version=9, storage_plugin={"sqlite3": StoragePlugin.SQLITE3,
                                                      "mcap": StoragePlugin.MCAP}[storage])  # fmt: skip
     writer.open()
@@ -168,22 +102,19 @@ def write_bag(
         )
     for i, f in enumerate(frames):
         t = f.stamp_ns + 30_000_000  # received 30 ms after the stamp
-        msgs = [("image", image_msg(types, f.rgb, f.stamp_ns, codec))]
+        header = ros_codec.header_msg(types, f.stamp_ns, FRAME)
+        if codec:
+            image = ros_codec.compressed_image_msg(types, f.rgb, header, codec)
+        else:
+            image = ros_codec.image_msg(types, f.rgb, header)
+        msgs = [("image", image)]
         if i not in skip_info:
-            msgs.append(("info", info_msg(types, K_DEMO, f.stamp_ns)))
+            msgs.append(("info", ros_codec.camera_info_msg(types, K_DEMO, WIDTH, HEIGHT, header)))
         if i not in skip_detections:
-            msgs.append(
-                (
-                    "det",
-                    detections_msg(
-                        types, f.stamp_ns, [("", class_id, f.T_init)] * detections_per_frame
-                    ),
-                )
-            )
+            items = [("", class_id, f.T_init, 1.0)] * detections_per_frame
+            msgs.append(("det", ros_codec.detections_msg(types, header, items)))
         if extra_topics:
-            pose = types["geometry_msgs/msg/PoseStamped"](
-                header=_header(types, f.stamp_ns), pose=_pose(types, f.T_gt)
-            )
+            pose = types.PoseStamped(header=header, pose=ros_codec.pose_msg(types, f.T_gt))
             msgs.append(("gt", pose))
         for k, (kind, msg) in enumerate(msgs):
             raw = typestore.serialize_cdr(msg, msg.__msgtype__)

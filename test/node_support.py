@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from attn6d_ros.ros import codec
+from attn6d_ros.ros.node_command import node_command
 
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS_FILE = REPO / "config" / "objects.yaml"
@@ -57,75 +59,31 @@ def textured_image(width: int = 640, height: int = 480, seed: int = 0) -> np.nda
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def stamp_msg(t: float):
-    from builtin_interfaces.msg import Time
+# The input messages of a frame stamped `t` seconds, with rclpy's classes (ros/codec.py's writers).
+key_of = codec.seconds_to_ns  # the stamp key (ns) of a frame stamped t seconds: Peer.outputs' keys
 
-    sec = int(t)
-    return Time(sec=sec, nanosec=round((t - sec) * 1e9))
+
+def stamp_msg(t: float):
+    """builtin_interfaces/Time of `t` seconds."""
+    return codec.time_msg(codec.rclpy_types(), key_of(t))
+
+
+def header_msg(t: float, frame: str = FRAME):
+    return codec.header_msg(codec.rclpy_types(), key_of(t), frame)
 
 
 def image_msg(rgb: np.ndarray, t: float, frame: str = FRAME, encoding: str = "rgb8"):
-    from sensor_msgs.msg import Image
-
-    msg = Image()
-    msg.header.stamp = stamp_msg(t)
-    msg.header.frame_id = frame
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    data = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
-    msg.encoding = encoding
-    msg.step = int(rgb.shape[1] * 3)
-    msg.data = np.ascontiguousarray(data).tobytes()
-    return msg
+    return codec.image_msg(codec.rclpy_types(), rgb, header_msg(t, frame), encoding)
 
 
 def camera_info_msg(K: np.ndarray, width: int, height: int, t: float, frame: str = FRAME):
-    from sensor_msgs.msg import CameraInfo
-
-    msg = CameraInfo()
-    msg.header.stamp = stamp_msg(t)
-    msg.header.frame_id = frame
-    msg.width, msg.height = width, height
-    msg.k = [float(v) for v in np.asarray(K).reshape(9)]
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    return msg
+    return codec.camera_info_msg(codec.rclpy_types(), K, width, height, header_msg(t, frame))
 
 
-def detections_msg(t: float, items: list, frame: str = FRAME):
-    """items: (detection id, class id, T or (position xyz, quaternion xyzw))."""
-    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
-
-    from attn6d_ros.geometry import pose_to_quat_xyzw
-
-    msg = Detection3DArray()
-    msg.header.stamp = stamp_msg(t)
-    msg.header.frame_id = frame
-    for detection_id, class_id, T in items:
-        detection = Detection3D(id=detection_id)
-        detection.header = msg.header
-        hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id = class_id
-        hypothesis.hypothesis.score = 0.9
-        if isinstance(T, tuple):
-            t_xyz, q_xyzw = T
-        else:
-            q_xyzw, t_xyz = pose_to_quat_xyzw(T)
-        p = hypothesis.pose.pose
-        p.position.x, p.position.y, p.position.z = (float(v) for v in t_xyz)
-        o = p.orientation
-        o.x, o.y, o.z, o.w = (float(v) for v in q_xyzw)
-        detection.results = [hypothesis]
-        msg.detections.append(detection)
-    return msg
-
-
-def stamp_key(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def key_of(t: float) -> int:
-    s = stamp_msg(t)
-    return s.sec * 1_000_000_000 + s.nanosec
+def detections_msg(t: float, items: list, frame: str = FRAME, score: float = 0.9):
+    """items: (detection id, class id, T or (position xyz, quaternion xyzw)), each with `score`."""
+    scored = [(*item, score) for item in items]
+    return codec.detections_msg(codec.rclpy_types(), header_msg(t, frame), scored)
 
 
 class Peer:
@@ -169,7 +127,7 @@ class Peer:
         self._overlay_sub = self.node.create_subscription(
             Image,
             "debug/attention_overlay",
-            lambda m: self.overlays.setdefault(stamp_key(m.header), m),
+            lambda m: self.overlays.setdefault(codec.stamp_ns(m.header), m),
             10,
         )
 
@@ -180,13 +138,13 @@ class Peer:
         self._markers_sub = self.node.create_subscription(
             MarkerArray,
             "debug/markers",
-            lambda m: self.markers.setdefault(stamp_key(m.markers[0].header), m),
+            lambda m: self.markers.setdefault(codec.stamp_ns(m.markers[0].header), m),
             10,
         )
 
     def _recorder(self, topic: str):
         def record(msg) -> None:
-            self.outputs[topic][stamp_key(msg.header)].append(msg)
+            self.outputs[topic][codec.stamp_ns(msg.header)].append(msg)
 
         return record
 
@@ -248,10 +206,7 @@ class NodeProcess:
         name: str = "node",
     ) -> None:
         self.log_path = tmp_path / f"{name}.log"
-        args = [sys.executable, "-m", "attn6d_ros.node", "--ros-args"]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={_ros_value(value)}"]
-        args += ros_args or []
+        args = node_command(params, ros_args=ros_args)
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -284,12 +239,6 @@ class NodeProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
-
-
-def _ros_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def base_params(checkpoint: Path, /, **overrides) -> dict:

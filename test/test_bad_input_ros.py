@@ -33,6 +33,8 @@ from node_support import (
     textured_image,
 )
 
+from attn6d_ros.ros.codec import stamp_ns
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 GOOD = [("", "demo_object", pose())]
@@ -198,9 +200,7 @@ def _wait(peer: Peer, node: NodeProcess, t: float, timeout: float = 60.0):
 
 def _assert_complete(details, t: float) -> None:
     """Every field of refined/details is set: the image's header, finite poses with unit quaternions."""
-    assert details.header.frame_id == FRAME and key_of(t) == (
-        details.header.stamp.sec * 1_000_000_000 + details.header.stamp.nanosec
-    )
+    assert details.header.frame_id == FRAME and key_of(t) == stamp_ns(details.header)
     assert math.isfinite(details.latency_ms) and math.isfinite(details.compute_ms)
     for refinement in details.refinements:
         poses = [refinement.initial_pose, refinement.refined_pose, *refinement.stage_poses]

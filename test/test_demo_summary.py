@@ -11,7 +11,7 @@ pytest.importorskip("geometry_msgs.msg")
 from node_support import REPO
 
 from attn6d_ros.mesh import load_mesh
-from attn6d_ros.ros.codec import matrix_to_pose
+from attn6d_ros.ros.codec import pose_msg, rclpy_types
 from attn6d_ros.tools.demo import FrameRecord, Recording, summarize
 
 
@@ -21,7 +21,8 @@ def _record(index: int, model, *, tracked: bool, off_m: float, method: str, erro
     T = T_gt.copy()
     T[0, 3] += off_m
     refinement = SimpleNamespace(
-        initial_pose=matrix_to_pose(T_gt), refined_pose=matrix_to_pose(T), tracked=tracked,
+        initial_pose=pose_msg(rclpy_types(), T_gt), refined_pose=pose_msg(rclpy_types(), T),
+        tracked=tracked,
         method=method, error=error,
     )  # fmt: skip
     details = SimpleNamespace(refinements=[refinement], latency_ms=10.0 + index)

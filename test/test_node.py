@@ -24,6 +24,7 @@ from node_support import (
     textured_image,
 )
 
+from attn6d_ros.ros.codec import stamp_ns
 from attn6d_ros.ros.params import NodeConfig, ParameterError
 
 pytestmark = pytest.mark.ros
@@ -173,10 +174,7 @@ def test_outputs_equal_the_refiner_and_carry_the_image_header(ros: None, checkpo
     )
     refiner.renderer.close()
 
-    assert (
-        details.header.frame_id == FRAME
-        and key_of(t) == details.header.stamp.sec * 10**9 + details.header.stamp.nanosec
-    )
+    assert details.header.frame_id == FRAME and key_of(t) == stamp_ns(details.header)
     assert [r.instance_id for r in details.refinements] == ["demo_object", "demo_object_1", "left"]
     from attn6d_ros.ros.codec import pose_to_matrix
 

@@ -13,17 +13,18 @@ from node_support import (
     K_VGA,
     OBJECTS_FILE,
     Peer,
+    header_msg,
     key_of,
     make_checkpoint,
     pose,
     rclpy_session,
     refine_node,
-    stamp_msg,
     textured_image,
 )
 
+from attn6d_ros.ros import codec
 from attn6d_ros.ros.codec import pose_to_matrix
-from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
+from attn6d_ros.ros.compressed_image import compressed_to_rgb
 
 pytestmark = pytest.mark.ros
 
@@ -43,13 +44,7 @@ _node = refine_node  # the in-process node (node_support)
 
 
 def _compressed_msg(rgb: np.ndarray, t: float):
-    from sensor_msgs.msg import CompressedImage
-
-    msg = CompressedImage(format="rgb8; jpeg compressed bgr8")
-    msg.header.stamp = stamp_msg(t)
-    msg.header.frame_id = FRAME
-    msg.data = rgb_to_compressed_data(rgb, "jpeg")
-    return msg
+    return codec.compressed_image_msg(codec.rclpy_types(), rgb, header_msg(t), "jpeg")
 
 
 def test_compressed_images_are_decoded_and_refined_like_the_refiner(
@@ -88,7 +83,7 @@ def test_compressed_images_are_decoded_and_refined_like_the_refiner(
     node.destroy_node()
     details = peer.details(t)
     assert details.header.frame_id == FRAME
-    assert key_of(t) == details.header.stamp.sec * 10**9 + details.header.stamp.nanosec
+    assert key_of(t) == codec.stamp_ns(details.header)
 
     refiner = Refiner.from_checkpoint(checkpoint, "cpu")
     refiner.add_object("demo_object", load_objects(OBJECTS_FILE)["demo_object"])

@@ -21,13 +21,15 @@ from node_support import (
     base_params,
     camera_info_msg,
     detections_msg,
+    header_msg,
     image_msg,
     key_of,
     make_checkpoint,
     pose,
-    stamp_msg,
     textured_image,
 )
+
+from attn6d_ros.ros.codec import stamp_text
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -71,8 +73,7 @@ def _wait_details(peer: Peer, node: NodeProcess, t: float, timeout: float = 60.0
 
 
 def _stamp_text(t: float) -> str:
-    stamp = stamp_msg(t)
-    return f"{stamp.sec}.{stamp.nanosec:09d}"
+    return stamp_text(header_msg(t))
 
 
 def _same_header(a, b) -> bool:

@@ -27,7 +27,7 @@ from bag_support import (
 from node_support import REPO, make_checkpoint
 
 from attn6d_ros.ros import refine_bag
-from attn6d_ros.ros.codec import pose_to_matrix
+from attn6d_ros.ros.codec import pose_to_matrix, stamp_ns
 from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed_data
 from attn6d_ros.ros.params import ParameterError
 from attn6d_ros.ros.params_file import read_params_file
@@ -83,10 +83,6 @@ def run_tool(capsys: pytest.CaptureFixture, *args) -> tuple[int, dict | None, st
     return code, json.loads(lines[0]) if lines else None, captured.err
 
 
-def _key(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
 def _add_m(model, T: np.ndarray, T_gt: np.ndarray) -> float:
     from attn6d_ros.metrics import add_or_add_s
 
@@ -120,11 +116,11 @@ def test_bag_is_refined_with_the_image_headers_and_accurate_poses(
     assert set(got) == {*OUTPUTS, image_topic, INFO_TOPIC, DETECTIONS_TOPIC}
     stamps = [f.stamp_ns for f in frames]
     details = got["/refined/details"]
-    assert [_key(m.header) for _, m in details] == stamps
+    assert [stamp_ns(m.header) for _, m in details] == stamps
     # Written when the frame was complete: its detections arrived 32 ms after the stamp (bag_support).
     assert [t for t, _ in details] == [s + 32_000_000 for s in stamps]
     for topic in OUTPUTS[1:3]:
-        assert [_key(m.header) for _, m in got[topic]] == stamps
+        assert [stamp_ns(m.header) for _, m in got[topic]] == stamps
         assert all(m.header.frame_id == FRAME for _, m in got[topic])
     for _, tf in got["/tf"]:
         (transform,) = tf.transforms
@@ -265,7 +261,7 @@ def test_every_start_and_end_select_frames(
     )
     assert code == 0, err
     assert (summary["frames"], summary["skipped_every"]) == (2, 2)
-    stamps = [_key(m.header) for _, m in read_bag(tmp_path / "a")["/refined/details"]]
+    stamps = [stamp_ns(m.header) for _, m in read_bag(tmp_path / "a")["/refined/details"]]
     assert stamps == [frames[0].stamp_ns, frames[2].stamp_ns]
     # Bag time: frames are 0.5 s apart, the bag starts with frame 0's image.
     # ... into another storage, under a namespace (/tf stays absolute).
@@ -282,7 +278,7 @@ def test_every_start_and_end_select_frames(
         "/tf",
     }
     assert len(list((tmp_path / "b").glob("*.mcap"))) == 1
-    stamps = [_key(m.header) for _, m in got["/cam1/refined/details"]]
+    stamps = [stamp_ns(m.header) for _, m in got["/cam1/refined/details"]]
     assert stamps == [frames[1].stamp_ns, frames[2].stamp_ns] and summary["images"] == 2
 
 
@@ -387,7 +383,7 @@ def test_a_corrupt_bag_stops_with_a_clear_error_and_out_keeps_the_frames_before(
     assert "cannot be decoded" in summary["error"] and "the bag is corrupt" in summary["error"]
     assert summary["frames"] == 2 and f"{out} holds the 2 frame(s) written before it" in err
     details = read_bag(out)["/refined/details"]  # readable
-    assert [_key(m.header) for _, m in details] == [frames[0].stamp_ns, frames[1].stamp_ns]
+    assert [stamp_ns(m.header) for _, m in details] == [frames[0].stamp_ns, frames[1].stamp_ns]
 
 
 @pytest.mark.parametrize(("storage", "hint"), [("sqlite3", "damaged or truncated"),

@@ -14,13 +14,9 @@ import pytest
 import yaml
 from bag_support import read_bag
 
-from attn6d_ros.ros.codec import pose_to_matrix
+from attn6d_ros.ros.codec import pose_to_matrix, stamp_ns
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-def _key(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -52,10 +48,11 @@ def test_a_demo_recording_is_refined_as_the_live_node_did(
 
     recorded, refined = read_bag(bag), read_bag(out)
     truth = {
-        _key(m.header): pose_to_matrix(m.pose) for _, m in recorded["/demo/camera/ground_truth"]
+        stamp_ns(m.header): pose_to_matrix(m.pose)
+        for _, m in recorded["/demo/camera/ground_truth"]
     }
-    live = {_key(m.header): m for _, m in recorded["/demo/refined/details"]}
-    ours = {_key(m.header): m for _, m in refined["/refined/details"]}
+    live = {stamp_ns(m.header): m for _, m in recorded["/demo/refined/details"]}
+    ours = {stamp_ns(m.header): m for _, m in refined["/refined/details"]}
     assert set(ours) == set(truth) and len(live) >= 2 and set(live) <= set(ours)
     for stamp, live_msg in live.items():
         msg = ours[stamp]
@@ -79,5 +76,5 @@ def test_a_demo_recording_is_refined_as_the_live_node_did(
         error = add_or_add_s(T, truth[stamp], demo_model.points, demo_model.symmetric)
         good += error < 0.1 * demo_model.diameter
     assert good >= 3, summary
-    stamps = [_key(m.header) for _, m in refined["/refined/pose"]]
+    stamps = [stamp_ns(m.header) for _, m in refined["/refined/pose"]]
     assert stamps == sorted(stamps) and set(stamps) <= set(ours) and len(stamps) >= good

@@ -26,13 +26,8 @@ class _Stamped:
     """A message with a std_msgs/Header (what both synchronizers read) and a name to recognise it by."""
 
     def __init__(self, name: str, stamp_ns: int) -> None:
-        from builtin_interfaces.msg import Time
-        from std_msgs.msg import Header
-
         self.name = name
-        self.header = Header(
-            stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-        )
+        self.header = codec.header_msg(codec.rclpy_types(), stamp_ns, "")
 
 
 def _arrivals(seed: int) -> list[tuple[int, int]]:
@@ -202,11 +197,9 @@ def test_node_decodes_every_layout_the_same_with_cv_bridge_as_without(encoding: 
 
 def test_real_cv_bridge_encodes_rgb8_as_the_fallback_does(monkeypatch: pytest.MonkeyPatch) -> None:
     require("cv_bridge")
-    from std_msgs.msg import Header
 
     rgb = (random_rgb16(5, 8, seed=3) >> 8).astype(np.uint8)
-    header = Header(frame_id="cam")
-    header.stamp.sec, header.stamp.nanosec = 12, 345
+    header = codec.header_msg(codec.rclpy_types(), 12_000_000_345, "cam")
     real = codec.rgb_to_image(rgb, header)
     assert codec.USING_CV_BRIDGE
     fields = ("header", "height", "width", "encoding", "is_bigendian", "step")

@@ -101,7 +101,7 @@ def _mesh(
 ) -> Marker:
     marker = Marker(header=header, ns=namespace, id=marker_id, type=Marker.MESH_RESOURCE)
     marker.action = Marker.ADD
-    marker.pose = codec.matrix_to_pose(T)
+    marker.pose = codec.pose_msg(codec.rclpy_types(), T)
     marker.scale.x = marker.scale.y = marker.scale.z = float(item.scale)
     marker.color = _color(rgba)
     marker.mesh_resource = item.mesh.resolve().as_uri()

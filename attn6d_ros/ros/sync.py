@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from attn6d_ros.ros import codec
+
 try:
     from message_filters import ApproximateTimeSynchronizer, Subscriber
 
@@ -132,11 +134,11 @@ class _FallbackApproximateTimeSynchronizer(SimpleFilter):
 
 
 def _stamp_ns(msg: Any) -> int | None:
+    """The message's header stamp in nanoseconds; None for a message without header.stamp."""
     header = getattr(msg, "header", None)
-    stamp = getattr(header, "stamp", None)
-    if stamp is None:
+    if getattr(header, "stamp", None) is None:
         return None
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return codec.stamp_ns(header)
 
 
 if not USING_MESSAGE_FILTERS:
