@@ -56,6 +56,7 @@ from attn6d_ros.align import (
 )
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.crop import CROP_SCALE, CropWindow, compute_window, crop_image, crop_intrinsics
+from attn6d_ros.crop_render import poses_from_tensors, render_into_crops
 from attn6d_ros.geometry import check_intrinsics, check_pose
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import RefinerNet, apply_update, normalize_crop
@@ -319,16 +320,16 @@ class Refiner:
         if guard:
             timings["guard"] = 0.0
         # At most max_batch detections go through the network at once: memory stays flat however many a
-        # detector sends (200 in one batch took 2 GB; issue 30).
-        for start_index in range(0, len(network), self.max_batch):
-            batch = network[start_index : start_index + self.max_batch]
-            self._run_stages(image, K, results, batch, n_stages, timings, align,
-                             align_config or self.align_config)  # fmt: skip
-        # Objects without trained weights: the alignment alone.
-        for start_index in range(0, len(alone), self.max_batch):
-            batch = alone[start_index : start_index + self.max_batch]
-            self._run_stages(image, K, results, batch, 0, timings, True,
-                             align_config or self.align_only_config)  # fmt: skip
+        # detector sends (200 in one batch took 2 GB; issue 30). Objects without trained weights: the
+        # alignment alone.
+        runs = [(network, n_stages, align, align_config or self.align_config),
+                (alone, 0, True, align_config or self.align_only_config)]  # fmt: skip
+        for indices, run_stages, run_align, config in runs:
+            for start_index in range(0, len(indices), self.max_batch):
+                batch = [results[i] for i in indices[start_index : start_index + self.max_batch]]
+                spent = self._refine_batch(image, K, batch, run_stages, run_align, config)
+                for name, ms in spent.items():
+                    timings[name] += ms
         if guard:
             tic = time.perf_counter()
             for i in valid:
@@ -409,48 +410,89 @@ class Refiner:
             valid.append(i)
         return results, valid
 
-    @torch.inference_mode()
-    def _run_stages(
+    def _refine_batch(
         self,
         image: np.ndarray,
         K: np.ndarray,
-        results: list[RefinementResult],
-        valid: list[int],
+        batch: list[RefinementResult],
         n_stages: int,
-        timings: dict[str, float],
         align: bool,
         align_config: AlignConfig,
-    ) -> None:
+    ) -> dict[str, float]:
+        """Refines a batch of prepared detections (at most `max_batch`): the network stages, the final
+        alignment when `align`, the score; fills in their results and returns the time of each step, ms."""
+        tic = time.perf_counter()
+        windows = [result.window for result in batch]
+        crops = np.stack([crop_image(image, w) for w in windows])  # (B, S, S, 3) float32 0..255
+        crop_Ks = [crop_intrinsics(K, w) for w in windows]
+        models = [self.models[result.object_id] for result in batch]
+        timings = {"crop": _ms_since(tic)}
+        stages = self._network_stages(crops, K, windows, crop_Ks, models, [r.T_init for r in batch],
+                                      n_stages)  # fmt: skip
+        for name, ms in stages.timings_ms.items():
+            timings[name] = timings.get(name, 0.0) + ms
+        aligned: list[AlignResult | None] = [None] * len(batch)
+        if align:
+            tic = time.perf_counter()
+            aligned = self._final_alignment(image, K, stages.poses, [r.object_id for r in batch],
+                                            stages.diverged, align_config)  # fmt: skip
+            timings["align"] = _ms_since(tic)
+        final = [
+            T if a is None or not a.ok else a.T for T, a in zip(stages.poses, aligned, strict=True)
+        ]
+        tic = time.perf_counter()
+        scores = self._score(crops, final, models, crop_Ks)
+        for j, result in enumerate(batch):
+            result.error = stages.diverged[j]
+            if aligned[j] is not None:
+                _record_alignment(result, aligned[j], stages.poses[j], models[j], n_stages)
+            result.T = final[j]
+            result.stage_poses = stages.stage_poses[j]
+            result.attention = stages.attention[:, j]
+            result.score = scores[j]
+            result.converged = stages.diverged[j] is None and _converged(result, models[j])
+            steps = [("network", n_stages > 0), ("align", align)]
+            result.method = "+".join(name for name, ran in steps if ran) or "none"
+        timings["score"] = _ms_since(tic)
+        return timings
+
+    @torch.inference_mode()
+    def _network_stages(
+        self,
+        crops: np.ndarray,
+        K: np.ndarray,
+        windows: list[CropWindow],
+        crop_Ks: list[np.ndarray],
+        models: list[ObjectModel],
+        T_inits: list[np.ndarray],
+        n_stages: int,
+    ) -> _Stages:
+        """Runs `n_stages` network stages on a batch: before each, every detection is rendered at its current
+        pose into its crop window (fixed by its coarse pose, T_inits), and the network's update is applied.
+        A detection whose update leaves the view (non-finite, or nearer than the near plane) keeps its last
+        pose and stops there (`diverged`)."""
         S = self.cfg.crop_size
         dev = self.device
-        tic = time.perf_counter()
-        windows = [results[i].window for i in valid]
-        crops = np.stack([crop_image(image, w) for w in windows])  # (B, S, S, 3) float32 0..255
-        observed = normalize_crop(torch.from_numpy(crops)).to(
-            dev, memory_format=torch.channels_last
-        )
-        crop_Ks = [crop_intrinsics(K, w) for w in windows]
-        models = [self.models[results[i].object_id] for i in valid]
-        R = torch.from_numpy(np.stack([results[i].T_init[:3, :3] for i in valid]))  # float64, CPU
-        t = torch.from_numpy(np.stack([results[i].T_init[:3, 3] for i in valid]))
-        K_batch = torch.from_numpy(np.repeat(K[None], len(valid), axis=0))
-        zoom = torch.tensor([w.zoom for w in windows], dtype=torch.float64)
-        alive = np.ones(len(valid), dtype=bool)
-        attention = np.zeros(
-            (n_stages, len(valid), 3, self.cfg.grid_size, self.cfg.grid_size), np.float32
-        )
-        stage_poses: list[list[np.ndarray]] = [[] for _ in valid]
-        timings["crop"] += _ms_since(tic)
+        B = len(T_inits)
+        timings = {"crop": 0.0, "render": 0.0, "network": 0.0, "update": 0.0}
+        R = torch.from_numpy(np.stack([T[:3, :3] for T in T_inits]))  # float64, CPU
+        t = torch.from_numpy(np.stack([T[:3, 3] for T in T_inits]))
+        grid = self.cfg.grid_size
+        attention = np.zeros((n_stages, B, 3, grid, grid), np.float32)
+        stage_poses: list[list[np.ndarray]] = [[] for _ in range(B)]
+        diverged: list[str | None] = [None] * B
+        if n_stages > 0:
+            tic = time.perf_counter()
+            observed = normalize_crop(torch.from_numpy(crops)).to(
+                dev, memory_format=torch.channels_last
+            )
+            K_batch = torch.from_numpy(np.repeat(K[None], B, axis=0))
+            zoom = torch.tensor([w.zoom for w in windows], dtype=torch.float64)
+            timings["crop"] += _ms_since(tic)
         for k in range(n_stages):
             tic = time.perf_counter()
-            poses = _poses(R, t)
-            renders = self.renderer.render_batch(
-                [(m, poses[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
-                S,
-                S,
-            )
-            rendered = torch.from_numpy(np.stack([r.rgb for r in renders]))
-            rendered = normalize_crop(rendered).to(dev, memory_format=torch.channels_last)
+            rendered = render_into_crops(self.renderer, models, poses_from_tensors(R, t), crop_Ks,
+                                         S, dev)  # fmt: skip
             timings["render"] += _ms_since(tic)
             tic = time.perf_counter()
             out = self.net.stage(k)(observed, rendered)
@@ -459,50 +501,45 @@ class Refiner:
             timings["network"] += _ms_since(tic)
             tic = time.perf_counter()
             R_new, t_new = apply_update(R, t, K_batch, zoom, xy, dz, q)
-            for j in range(len(valid)):
-                if not alive[j]:
+            for j in range(B):
+                if diverged[j] is not None:
                     continue
                 if not torch.isfinite(t_new[j]).all() or t_new[j, 2] <= NEAR:
-                    alive[j] = False
-                    results[
-                        valid[j]
-                    ].error = (
+                    diverged[j] = (
                         f"refinement diverged at stage {k + 1}: translation {t_new[j].tolist()}"
                     )
                     continue
                 R[j], t[j] = R_new[j], t_new[j]
-                stage_poses[j].append(_pose(R[j], t[j]))
+                stage_poses[j].append(poses_from_tensors(R[j : j + 1], t[j : j + 1])[0])
             timings["update"] += _ms_since(tic)
-        final = _poses(R, t)
-        aligned: list[AlignResult | None] = [None] * len(valid)
-        if align:
-            tic = time.perf_counter()
-            for j in np.flatnonzero(alive):
-                aligned[j] = self._align(
-                    image, K, final[j], results[valid[j]].object_id, align_config
-                )
-                _record_alignment(results[valid[j]], aligned[j], final[j], models[j], n_stages)
-                final[j] = results[valid[j]].T
-            timings["align"] += _ms_since(tic)
-        tic = time.perf_counter()
-        renders = self.renderer.render_batch(
-            [(m, final[j], Kc) for j, (m, Kc) in enumerate(zip(models, crop_Ks, strict=True))],
-            S,
-            S,
-        )
-        for j, i in enumerate(valid):
-            result = results[i]
-            result.T = final[j]
-            result.stage_poses = stage_poses[j]
-            result.attention = attention[:, j]
-            result.score = _ncc_score(crops[j], renders[j].rgb, renders[j].mask)
-            previous = stage_poses[j][-2] if len(stage_poses[j]) > 1 else result.T_init
-            last = stage_poses[j][-1] if stage_poses[j] else result.T
-            moved = _mean_point_motion(models[j].points, previous, last)
-            result.converged = alive[j] and moved < CONVERGED_FRACTION * models[j].diameter
-            steps = [("network", n_stages > 0), ("align", align)]
-            result.method = "+".join(name for name, ran in steps if ran) or "none"
-        timings["score"] += _ms_since(tic)
+        return _Stages(poses_from_tensors(R, t), stage_poses, attention, diverged, timings)
+
+    def _final_alignment(
+        self,
+        image: np.ndarray,
+        K: np.ndarray,
+        poses: list[np.ndarray],
+        object_ids: list[str],
+        diverged: list[str | None],
+        config: AlignConfig,
+    ) -> list[AlignResult | None]:
+        """Aligns each pose to its object's region in the image (align/); None for a diverged one."""
+        return [
+            None if error is not None else self._align(image, K, T, object_id, config)
+            for T, object_id, error in zip(poses, object_ids, diverged, strict=True)
+        ]
+
+    def _score(
+        self,
+        crops: np.ndarray,
+        poses: list[np.ndarray],
+        models: list[ObjectModel],
+        crop_Ks: list[np.ndarray],
+    ) -> list[float]:
+        """Each crop's agreement with the unlit render at its final pose (module docstring), in [0, 1]."""
+        S = self.cfg.crop_size
+        renders = self.renderer.render_batch(list(zip(models, poses, crop_Ks, strict=True)), S, S)
+        return [_ncc_score(crop, r.rgb, r.mask) for crop, r in zip(crops, renders, strict=True)]
 
     def _align(
         self, image: np.ndarray, K: np.ndarray, T: np.ndarray, object_id: str, config: AlignConfig
@@ -515,14 +552,24 @@ class Refiner:
             return AlignResult(T=T, energy=float("inf"), valid_lines=0, error=str(exc))
 
 
+@dataclass
+class _Stages:
+    """What the network stages made of a batch of detections (Refiner._network_stages)."""
+
+    poses: list[np.ndarray]  # (4, 4) each: after the last stage (the last good one when diverged)
+    stage_poses: list[list[np.ndarray]]  # per detection, the pose after every stage it completed
+    attention: np.ndarray  # (stages, B, 3, G, G) float32
+    diverged: list[str | None]  # per detection, why its refinement diverged; None when it did not
+    timings_ms: dict[str, float]  # crop (the observed crops' upload), render, network, update
+
+
 def _record_alignment(
     result: RefinementResult, aligned: AlignResult, T_before: np.ndarray, model: ObjectModel,
     n_stages: int,
 ) -> None:  # fmt: skip
-    """Fills the result's align_* fields; its pose ``T`` becomes the aligned one, or ``T_before`` when the
-    alignment failed."""
+    """Fills the result's align_* fields (its pose is the aligned one, or ``T_before`` when the alignment
+    failed; a failure is the result's error when the alignment was its only refinement)."""
     result.align_lines = aligned.valid_lines
-    result.T = T_before
     if not aligned.ok:
         result.align_error = aligned.error
         if n_stages == 0:  # the alignment was the only refinement
@@ -531,7 +578,15 @@ def _record_alignment(
     result.align_motion_m = _mean_point_motion(model.points, T_before, aligned.T)
     result.align_energy = aligned.energy
     result.align_fit_energy = aligned.fit_energy
-    result.T = aligned.T
+
+
+def _converged(result: RefinementResult, model: ObjectModel) -> bool:
+    """The last stage (the alignment when no network stage ran) moved the model points by less than
+    CONVERGED_FRACTION of the diameter."""
+    poses = result.stage_poses
+    previous = poses[-2] if len(poses) > 1 else result.T_init
+    last = poses[-1] if poses else result.T
+    return _mean_point_motion(model.points, previous, last) < CONVERGED_FRACTION * model.diameter
 
 
 def _check_image(image_rgb: np.ndarray) -> np.ndarray:
@@ -554,17 +609,6 @@ def _is_array_like(value: object) -> bool:
 
 def _failed(object_id: str, T: np.ndarray, error: str) -> RefinementResult:
     return RefinementResult(object_id=object_id, T_init=T, T=T.copy(), error=error)
-
-
-def _pose(R: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = R.numpy()
-    T[:3, 3] = t.numpy()
-    return T
-
-
-def _poses(R: torch.Tensor, t: torch.Tensor) -> list[np.ndarray]:
-    return [_pose(R[j], t[j]) for j in range(R.shape[0])]
 
 
 def _ms_since(tic: float) -> float:

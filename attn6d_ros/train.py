@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from attn6d_ros.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from attn6d_ros.config_from_dict import dataclass_from_dict
 from attn6d_ros.crop import CropWindow, crop_intrinsics
+from attn6d_ros.crop_render import poses_from_tensors, render_into_crops
 from attn6d_ros.evaluate import evaluate, synthetic_cases
 from attn6d_ros.mesh import ObjectModel
 from attn6d_ros.network import (
@@ -510,19 +511,11 @@ def _check_ranks_agree(net: RefinerNet, rank: int, world: int) -> None:
 
 def _render_stage(renderer, generator, batch, R, t, device) -> torch.Tensor:
     """Renders every sample at its current pose into its fixed crop window (unrolled training)."""
-    items = []
-    for j in range(R.shape[0]):
-        T = np.eye(4)
-        T[:3, :3] = R[j].double().cpu().numpy()
-        T[:3, 3] = t[j].double().cpu().numpy()
-        K = batch["K"][j].double().cpu().numpy()
-        window = _window_from_batch(batch, j)
-        model = generator.objects[int(batch["object_index"][j])]
-        items.append((model, T, crop_intrinsics(K, window)))
-    size = generator.cfg.crop_size
-    renders = renderer.render_batch(items, size, size)
-    rgb = torch.from_numpy(np.stack([r.rgb for r in renders])).to(device)
-    return normalize_crop(rgb).contiguous(memory_format=torch.channels_last)
+    models = [generator.objects[int(i)] for i in batch["object_index"]]
+    crop_Ks = [crop_intrinsics(batch["K"][j].double().cpu().numpy(), _window_from_batch(batch, j))
+               for j in range(R.shape[0])]  # fmt: skip
+    return render_into_crops(renderer, models, poses_from_tensors(R, t), crop_Ks,
+                             generator.cfg.crop_size, device)  # fmt: skip
 
 
 def _window_from_batch(batch: dict, j: int) -> CropWindow:

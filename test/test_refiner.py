@@ -143,6 +143,35 @@ def test_many_detections_are_refined_in_batches_of_max_batch(
             np.testing.assert_allclose(result.T, T_i, atol=1e-9)  # its own pose: identity update
 
 
+def test_a_diverging_detection_keeps_its_last_good_pose_and_spares_the_others(
+    identity_refiner: Refiner, scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second stage sends the first detection's depth to infinity: that detection stops after one
+    # stage with the reason, is not converged, but still gets a pose and a score; the other runs all four.
+    image, T = scene
+    stage = identity_refiner.net.stage
+
+    def diverging_stage(k: int):
+        module = stage(k)
+
+        def run(observed, rendered):
+            out = module(observed, rendered)
+            if k == 1:
+                out.dz = out.dz.clone()
+                out.dz[0] = 1e7  # the translation is scaled by exp(dz / 3000): inf
+            return out
+
+        return run
+
+    monkeypatch.setattr(identity_refiner.net, "stage", diverging_stage)
+    bad, good = identity_refiner.refine(image, K, [("drill", T), ("drill", T)], align=True)
+    assert not bad.ok and bad.error.startswith("refinement diverged at stage 2: translation")
+    assert len(bad.stage_poses) == 1 and not bad.converged and bad.method == "network+align"
+    np.testing.assert_allclose(bad.T, T, atol=1e-9)  # its one good stage: the identity update
+    assert bad.align_lines is None and 0.5 < bad.score <= 1.0  # not aligned, but scored
+    assert good.ok and len(good.stage_poses) == 4 and good.align_lines is not None
+
+
 def test_no_detections_gives_no_results(identity_refiner: Refiner, scene) -> None:
     assert identity_refiner.refine(scene[0], K, []) == []
 
@@ -154,7 +183,7 @@ def test_other_gl_users_in_the_thread_leave_refinements_unchanged(demo_model, sc
     # the pose (an untrained net predicts the identity update whatever it sees); 2 stages for speed.
     import os
 
-    # Before PyOpenGL's first import, as render.py does.
+    # Before PyOpenGL's first import, as render/__init__.py does.
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     import pyrender
     import trimesh
