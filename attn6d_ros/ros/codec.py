@@ -20,6 +20,9 @@ carrying the image's header. The node publishes them with rclpy's classes (`Mess
 the bag tool writes them with the classes of a rosbags typestore (`MessageTypes.from_typestore`). Every
 message is constructed with all of its fields as keywords, which both kinds of class accept, so the two
 produce the same values.
+
+Inputs, as a camera and a detector write them (the demo, the bench and the tests): `header_msg`, `image_msg`,
+`compressed_image_msg`, `camera_info_msg`, `detections_msg`, with either kind of class.
 """
 
 from __future__ import annotations

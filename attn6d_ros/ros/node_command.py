@@ -1,7 +1,9 @@
-"""The refinement node's command line, as a user starts it: ``python -m attn6d_ros.node --ros-args ...``."""
+"""The refinement node's command line, as a user starts it (``python -m attn6d_ros.node --ros-args ...``), and
+the node as a child process of a tool."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -44,3 +46,18 @@ def node_command(
     if log_level:
         command += ["--log-level", log_level]
     return command + list(ros_args or [])
+
+
+def start_node(parameters: Mapping[str, object]) -> subprocess.Popen:
+    """The node with these parameters in a child process; its stdout is discarded, its stderr kept for
+    `exit_message`."""
+    return subprocess.Popen(
+        node_command(parameters), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def exit_message(process: subprocess.Popen) -> str:
+    """'still running', or the last 500 characters the exited node wrote to stderr."""
+    if process.poll() is None:
+        return "still running"
+    return (process.stderr.read() if process.stderr else "")[-500:]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 
@@ -20,7 +19,7 @@ from vision_msgs.msg import Detection3DArray
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.ros import codec
-from attn6d_ros.ros.node_command import node_command
+from attn6d_ros.ros.node_command import exit_message, start_node
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 
 NODE_PARAMETERS = {"publish_tf": False, "min_score": 0.0, "qos.image.reliability": "reliable"}
@@ -43,10 +42,7 @@ def main() -> int:
     model = load_mesh(resolve_path("package://attn6d_ros/models/demo_object.ply"))
     generator = SceneGenerator([model], SynthConfig())
     scene = generator.test_scene(0, 0)
-    node_proc = subprocess.Popen(
-        node_command({"checkpoint": checkpoint, **NODE_PARAMETERS}),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    node_proc = start_node({"checkpoint": checkpoint, **NODE_PARAMETERS})
     rclpy.init()
     node = rclpy.create_node("attn6d_bench_client")
     pubs = [node.create_publisher(t, name, 10) for t, name in
@@ -72,7 +68,7 @@ def main() -> int:
                 rclpy.spin_once(node, timeout_sec=0.05)
             ready = bool(received)
         if not ready:
-            raise RuntimeError("the node never answered: " + _tail(node_proc))
+            raise RuntimeError("the node never answered: " + exit_message(node_proc))
         for _ in range(frames):
             received.clear()
             key = node.get_clock().now().nanoseconds
@@ -96,12 +92,6 @@ def main() -> int:
         "p90_latency_ms": round(float(np.percentile(latencies, 90)), 1),
     }))  # fmt: skip
     return 0
-
-
-def _tail(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        return "still running"
-    return (proc.stderr.read() if proc.stderr else "")[-500:]
 
 
 if __name__ == "__main__":

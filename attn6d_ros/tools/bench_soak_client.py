@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import time
 
@@ -23,7 +22,7 @@ from vision_msgs.msg import Detection3DArray
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.paths import resolve_path
 from attn6d_ros.ros import codec
-from attn6d_ros.ros.node_command import node_command
+from attn6d_ros.ros.node_command import exit_message, start_node
 from attn6d_ros.tools.bench import _scene
 from attn6d_ros.tools.bench_memory import rss_mb
 
@@ -58,10 +57,7 @@ def main() -> int:
     model = load_mesh(resolve_path("package://attn6d_ros/models/demo_object.ply"))
     scenes = [_scene(model, objects, seed=k) for k in range(SCENES)]
     crowd = _scene(model, 40, seed=99)  # more than max_detections (32)
-    node_proc = subprocess.Popen(
-        node_command({"checkpoint": checkpoint, "publish_tf": False, "min_score": 0.0}),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    node_proc = start_node({"checkpoint": checkpoint, "publish_tf": False, "min_score": 0.0})
     rclpy.init()
     node = rclpy.create_node("attn6d_soak_client")
     pub_image = node.create_publisher(Image, "image", qos_profile_sensor_data)
@@ -82,7 +78,7 @@ def main() -> int:
         deadline = time.monotonic() + 180.0  # model load, warm-up, discovery
         while not diagnostics or pub_image.get_subscription_count() == 0:
             if time.monotonic() > deadline or node_proc.poll() is not None:
-                raise RuntimeError("the node did not come up: " + _tail(node_proc))
+                raise RuntimeError("the node did not come up: " + exit_message(node_proc))
             rclpy.spin_once(node, timeout_sec=0.1)
         start = time.monotonic()
         next_sample = start
@@ -128,12 +124,6 @@ def main() -> int:
         "node_exit_code": node_proc.returncode, "rss_samples_s_mb": samples,
     }))  # fmt: skip
     return 0
-
-
-def _tail(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        return "still running"
-    return (proc.stderr.read() if proc.stderr else "")[-500:]
 
 
 if __name__ == "__main__":
