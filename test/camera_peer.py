@@ -13,6 +13,8 @@ import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from attn6d_ros.ros import codec
+
 
 def main() -> None:
     width, height, count = (int(a) for a in sys.argv[1:4])
@@ -27,15 +29,17 @@ def main() -> None:
             sys.exit("camera_peer: no subscriber for image and camera_info after 60 s")
         rclpy.spin_once(node, timeout_sec=0.05)
     time.sleep(0.5)  # both directions of discovery
+    types = codec.rclpy_types()
     pixels = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    data = pixels.tobytes()
+    K = np.array([[500.0, 0.0, (width - 1) / 2], [0.0, 500.0, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    header = codec.header_msg(types, 0, "camera_optical_frame")
+    image = codec.image_msg(types, pixels, header)  # one message, restamped for every frame
+    info = codec.camera_info_msg(types, K, width, height, header)
     for _ in range(count):
-        stamp = node.get_clock().now().to_msg()
-        image = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=data)
-        image.header.stamp, image.header.frame_id = stamp, "camera_optical_frame"
-        info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
-        info.k = [500.0, 0.0, (width - 1) / 2, 0.0, 500.0, (height - 1) / 2, 0.0, 0.0, 1.0]
-        info.header = image.header
+        header = codec.header_msg(
+            types, node.get_clock().now().nanoseconds, "camera_optical_frame"
+        )
+        image.header = info.header = header
         image_pub.publish(image)
         info_pub.publish(info)
         time.sleep(1.0 / rate_hz)

@@ -37,7 +37,7 @@ def main(mode: str, checkpoint: str, out: str) -> int:
             sys.modules[name] = None  # `import name` now raises ImportError
     import rclpy
     from image_encodings import encode
-    from node_support import Peer, base_params, key_of, pose, stamp_msg, textured_image
+    from node_support import Peer, base_params, header_msg, key_of, pose, textured_image
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
@@ -66,8 +66,7 @@ def main(mode: str, checkpoint: str, out: str) -> int:
         noise = np.random.default_rng(index).integers(0, 256, rgb_u8.shape, dtype=np.uint16)
         image = encode(rgb_u8.astype(np.uint16) * 256 + noise, encoding,
                        pad_bytes=pad_bytes, bigendian=bigendian)  # fmt: skip
-        image.header.stamp = stamp_msg(t)
-        image.header.frame_id = "camera_optical_frame"
+        image.header = header_msg(t)  # camera_optical_frame
         items = [("a", "demo_object", pose(-0.03, z=0.5)), ("b", "demo_object", pose(0.04, z=0.6))]
         peer.publish_frame(rgb_u8, K, t, items, image=image)
         done = peer.spin_until(
