@@ -11,7 +11,7 @@ Conventions (everything else in the project refers here):
 - Quaternions are ordered x, y, z, w (scalar last), as in ROS messages, SciPy and the paper's code, and the
   order is part of every function name (``q_xyzw``). They appear only at the ROS border and in the network's
   rotation output; everywhere else rotations are 3x3 matrices.
-- The OpenGL camera (y up, z backward) and its half-pixel offset exist only inside render.py.
+- The OpenGL camera (y up, z backward) and its half-pixel offset exist only inside render/.
 
 Example::
 

@@ -33,7 +33,7 @@ from attn6d_ros.ros.params import NodeConfig, ParameterError
 from attn6d_ros.ros.tracking import Track, Tracker
 
 K = np.array([[550.0, 0.0, 319.5], [0.0, 550.0, 239.5], [0.0, 0.0, 1.0]])
-# The drill seen from its side, as in the demo (demo.py's R_BASE).
+# The drill seen from its side, as in the demo (tools/demo.py's R_BASE).
 R_BASE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 

@@ -26,7 +26,7 @@ def _pose(z: float) -> np.ndarray:
 def _pyrender_box_render(size_px: int) -> None:
     """What a user's own pyrender code does: create an OffscreenRenderer, draw, delete it (its delete()
     ends with eglTerminate on the EGL device display)."""
-    # Before PyOpenGL's first import, as render.py does.
+    # Before PyOpenGL's first import, as render/__init__.py does.
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     import pyrender
     import trimesh

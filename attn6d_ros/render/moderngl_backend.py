@@ -159,7 +159,7 @@ class _GpuModel:
 
 
 class ModernGLBackend:
-    """Renders with moderngl on an EGL context of its own (_egl_context.py), made current for every draw
+    """Renders with moderngl on an EGL context of its own (egl_context.py), made current for every draw
     and read-back and the caller's context restored afterwards, so that other OpenGL users in the thread
     (pyrender, a second Renderer) neither disturb nor are disturbed by it."""
 
