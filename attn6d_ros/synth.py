@@ -92,6 +92,37 @@ class SynthConfig:
 
 
 @dataclass
+class TrainingSample:
+    """One single-stage training sample (`SceneGenerator.training_sample`); training_batch.collate_samples
+    stacks them for the network.
+
+    Attributes:
+        image: (S, S, 3) uint8 crop of the observation, in the crop window of T_init.
+        render: (S, S, 3) uint8 unlit render at T_cur in the same window.
+        flow: (S, S, 2) float32 crop pixels each rendered object pixel moves from T_cur to T_gt (NaN off the
+            object).
+        T_gt: (4, 4) the true pose.
+        T_init: (4, 4) the perturbed initial pose; it fixes the crop window.
+        T_cur: (4, 4) the pose the render shows: T_init, or closer to the truth (later_stage_probability).
+        K: (3, 3) intrinsics of the camera image.
+        window: the crop window of T_init, camera image pixels (its zoom: crop pixels per image pixel).
+        object_index: which of the generator's objects.
+        occlusion: hidden share of the object's silhouette, [0, 1].
+    """
+
+    image: np.ndarray
+    render: np.ndarray
+    flow: np.ndarray
+    T_gt: np.ndarray
+    T_init: np.ndarray
+    T_cur: np.ndarray
+    K: np.ndarray
+    window: CropWindow
+    object_index: int
+    occlusion: float
+
+
+@dataclass
 class TestScene:
     """A full synthetic camera image with one annotated object (evaluation, demo)."""
 
@@ -329,13 +360,10 @@ class SceneGenerator:
 
     # -- training and test samples ----------------------------------------------------------------------
 
-    def training_sample(self, seed: int, index: int, difficulty: float = 1.0) -> dict:
-        """One single-stage training sample (see module docstring).
+    def training_sample(self, seed: int, index: int, difficulty: float = 1.0) -> TrainingSample:
+        """One single-stage training sample (see module docstring and TrainingSample).
 
         `difficulty` in [0, 1] scales perturbations (from 0.3x) and clutter for a curriculum.
-        Returns numpy arrays: image, render (S, S, 3) uint8; flow (S, S, 2) float32, crop pixels each
-        rendered object pixel moves from T_cur to T_gt (NaN off the object); T_gt, T_init, T_cur (4, 4);
-        K (3, 3); zoom, window_center (2,), window_half (the crop window of T_init); object_index; occlusion.
         """
         rng = np.random.default_rng([seed, index])
         c = self.cfg
@@ -364,20 +392,18 @@ class SceneGenerator:
         rendered = self.renderer.render(model, T_cur, K_crop, c.crop_size, c.crop_size)
         flow, on_object = rigid_flow_px(K_crop, rendered.depth, T_cur, T_gt)
         flow[~on_object] = np.nan
-        return {
-            "image": np.clip(np.rint(crop), 0, 255).astype(np.uint8),
-            "render": rendered.rgb,
-            "flow": flow,
-            "T_gt": T_gt,
-            "T_init": T_init,
-            "T_cur": T_cur,
-            "K": K,
-            "zoom": window.zoom,
-            "window_center": np.asarray(window.center_px),
-            "window_half": window.half_size_px,
-            "object_index": object_index,
-            "occlusion": occlusion,
-        }
+        return TrainingSample(
+            image=np.clip(np.rint(crop), 0, 255).astype(np.uint8),
+            render=rendered.rgb,
+            flow=flow,
+            T_gt=T_gt,
+            T_init=T_init,
+            T_cur=T_cur,
+            K=K,
+            window=window,
+            object_index=object_index,
+            occlusion=occlusion,
+        )
 
     def test_scene(self, seed: int, index: int, object_index: int | None = None) -> TestScene:
         """A full camera image with one object at full difficulty and a DeepIM-perturbed initial pose."""

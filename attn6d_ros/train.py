@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from attn6d_ros.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from attn6d_ros.config_from_dict import dataclass_from_dict
-from attn6d_ros.crop import CropWindow, crop_intrinsics
+from attn6d_ros.crop import crop_intrinsics
 from attn6d_ros.crop_render import poses_from_tensors, render_into_crops
 from attn6d_ros.evaluate import evaluate, synthetic_cases
 from attn6d_ros.mesh import ObjectModel
@@ -63,7 +63,8 @@ from attn6d_ros.paths import resolve_path
 from attn6d_ros.refiner import Refiner, resolve_device
 from attn6d_ros.render import Renderer
 from attn6d_ros.shifted_scenes import shifted_cases
-from attn6d_ros.synth import SceneGenerator, SynthConfig
+from attn6d_ros.synth import SceneGenerator, SynthConfig, TrainingSample
+from attn6d_ros.training_batch import TrainingBatch, collate_samples
 
 log = logging.getLogger("attn6d_ros.train")
 
@@ -187,7 +188,7 @@ class SyntheticSamples(Dataset):
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> TrainingSample:
         difficulty = min(1.0, index / max(1, self.curriculum_samples))
         return self.generator.training_sample(self.seed, index, difficulty)
 
@@ -247,7 +248,7 @@ class TrainingStep(torch.nn.Module):
         self.register_buffer("points", points)  # (objects, P, 3) metres
         self.register_buffer("diameters", diameters)
         self.register_buffer("symmetric", symmetric)
-        # (batch, R, t) -> normalised renders at those poses; unrolled training only.
+        # (batch, R, t) -> normalised renders at those poses in the batch's windows; unrolled training only.
         self.render_stage = render_stage
         self.scales = DirectLossScales.for_crop(net.cfg.crop_size, beta=cfg.direct_loss_beta)
         self.register_buffer(
@@ -255,18 +256,17 @@ class TrainingStep(torch.nn.Module):
         )
         self.amp = False
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: TrainingBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the loss and, for logging, the last stage's terms: point, xy, z, rot (batch means)."""
         cfg = self.cfg
-        image = normalize_crop(batch["image"]).contiguous(memory_format=torch.channels_last)
-        render = normalize_crop(batch["render"]).contiguous(memory_format=torch.channels_last)
+        image = normalize_crop(batch.image).contiguous(memory_format=torch.channels_last)
+        render = normalize_crop(batch.render).contiguous(memory_format=torch.channels_last)
         # The pose the sample's render shows; in unrolled training it is T_init unless the synth config
         # asks for closer starts (later_stage_probability, rotation_only_probability).
-        T0 = batch["T_cur"]
-        R, t = T0[:, :3, :3], T0[:, :3, 3]
-        K, zoom = batch["K"], batch["zoom"]
-        R_gt, t_gt = batch["T_gt"][:, :3, :3], batch["T_gt"][:, :3, 3]
-        idx = batch["object_index"]
+        R, t = batch.T_cur[:, :3, :3], batch.T_cur[:, :3, 3]
+        K, zoom = batch.K, batch.zoom
+        R_gt, t_gt = batch.T_gt[:, :3, :3], batch.T_gt[:, :3, 3]
+        idx = batch.object_index
         symmetric = self.symmetric[idx]
         scale = (0.1 * self.diameters[idx]) ** 2  # point loss 1.0 = the ADD threshold, squared
         loss = torch.zeros((), device=image.device)
@@ -288,7 +288,7 @@ class TrainingStep(torch.nn.Module):
             )
             # The flow target belongs to the sample's render: the first stage's input.
             if k == 0 and cfg.flow_loss_weight > 0:
-                flow = flow_loss(out.flow_px.float(), batch["flow"], self.scales.xy_px).mean()
+                flow = flow_loss(out.flow_px.float(), batch.flow, self.scales.xy_px).mean()
                 stage = stage + cfg.flow_loss_weight * flow
             loss = loss + stage / self.n_stages
             R, t = R_new, t_new  # no stop-gradient between stages (paper_facts.md §2.6)
@@ -394,6 +394,7 @@ def train(cfg: TrainConfig) -> Path:
         persistent_workers=cfg.num_workers > 0,
         prefetch_factor=4 if cfg.num_workers else None,
         pin_memory=device.type == "cuda",
+        collate_fn=collate_samples,
     )
     validator = _Validator(cfg, models, renderer, synth, shifted_val) if main_rank else None
 
@@ -431,9 +432,7 @@ def train(cfg: TrainConfig) -> Path:
             lr = get_lr(cfg, samples)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            for key in ("T_gt", "T_init", "T_cur", "K", "zoom"):
-                batch[key] = batch[key].float()
+            batch = batch.to(device, non_blocking=True)
             loss, terms = model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -509,21 +508,20 @@ def _check_ranks_agree(net: RefinerNet, rank: int, world: int) -> None:
     )
 
 
-def _render_stage(renderer, generator, batch, R, t, device) -> torch.Tensor:
-    """Renders every sample at its current pose into its fixed crop window (unrolled training)."""
-    models = [generator.objects[int(i)] for i in batch["object_index"]]
-    crop_Ks = [crop_intrinsics(batch["K"][j].double().cpu().numpy(), _window_from_batch(batch, j))
-               for j in range(R.shape[0])]  # fmt: skip
+def _render_stage(
+    renderer: Renderer,
+    generator: SceneGenerator,
+    batch: TrainingBatch,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    """Renders every sample at its current pose (R, t) into its fixed crop window (unrolled training)."""
+    models = [generator.objects[int(i)] for i in batch.object_index]
+    K = batch.K.double().cpu().numpy()  # the float32 K the network uses, as the update does
+    crop_Ks = [crop_intrinsics(K[j], window) for j, window in enumerate(batch.windows)]
     return render_into_crops(renderer, models, poses_from_tensors(R, t), crop_Ks,
                              generator.cfg.crop_size, device)  # fmt: skip
-
-
-def _window_from_batch(batch: dict, j: int) -> CropWindow:
-    return CropWindow(
-        center_px=tuple(batch["window_center"][j].double().cpu().tolist()),
-        half_size_px=float(batch["window_half"][j]),
-        size_px=int(batch["image"].shape[1]),
-    )
 
 
 class _Validator:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from attn6d_ros.crop import CropWindow, crop_intrinsics
+from attn6d_ros.crop import crop_intrinsics
 from attn6d_ros.geometry import matrix_to_axis_angle, rotation_error_deg
 from attn6d_ros.mesh import load_mesh
 from attn6d_ros.synth import SceneGenerator, SynthConfig
@@ -24,9 +24,9 @@ def test_samples_are_a_function_of_seed_and_index(generator: SceneGenerator) -> 
     b = generator.training_sample(3, 17)
     c = generator.training_sample(3, 18)
     for key in ("image", "render", "T_gt", "T_init", "T_cur", "K"):
-        np.testing.assert_array_equal(a[key], b[key])
-    assert not np.array_equal(a["image"], c["image"])
-    assert a["image"].shape == a["render"].shape == (96, 96, 3) and a["image"].dtype == np.uint8
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.shape == a.render.shape == (96, 96, 3) and a.image.dtype == np.uint8
 
 
 def test_perturbation_matches_deepim_statistics(generator: SceneGenerator) -> None:
@@ -50,9 +50,9 @@ def test_rotation_only_samples_keep_the_true_translation() -> None:
     generator = SceneGenerator([model], SynthConfig(crop_size=64, rotation_only_probability=1.0))
     for index in range(3):
         sample = generator.training_sample(4, index)
-        np.testing.assert_array_equal(sample["T_cur"][:3, 3], sample["T_gt"][:3, 3])
-        assert rotation_error_deg(sample["T_cur"], sample["T_gt"]) > 0.1
-        assert not np.allclose(sample["T_init"][:3, 3], sample["T_gt"][:3, 3])  # the window's pose
+        np.testing.assert_array_equal(sample.T_cur[:3, 3], sample.T_gt[:3, 3])
+        assert rotation_error_deg(sample.T_cur, sample.T_gt) > 0.1
+        assert not np.allclose(sample.T_init[:3, 3], sample.T_gt[:3, 3])  # the window's pose
     generator.renderer.close()
 
 
@@ -80,7 +80,7 @@ def test_later_stage_poses_decouple_rotation_from_depth_on_request() -> None:
 
 
 def test_occlusion_stays_within_bounds(generator: SceneGenerator) -> None:
-    occlusions = [generator.training_sample(1, i)["occlusion"] for i in range(40)]
+    occlusions = [generator.training_sample(1, i).occlusion for i in range(40)]
     assert max(occlusions) <= generator.cfg.max_occlusion + 1e-6
     assert any(o > 0.05 for o in occlusions)  # occluders do appear
 
@@ -100,16 +100,16 @@ def test_observation_crop_is_aligned_with_the_render_at_the_truth() -> None:
     generator = SceneGenerator([model], cfg)
     for index in range(4):
         sample = generator.training_sample(9, index)
-        window = CropWindow(tuple(sample["window_center"]), float(sample["window_half"]), 96)
-        K_crop = crop_intrinsics(sample["K"], window)
-        truth = generator.renderer.render(model, sample["T_gt"], K_crop, 96, 96)
+        assert sample.window.size_px == 96
+        K_crop = crop_intrinsics(sample.K, sample.window)
+        truth = generator.renderer.render(model, sample.T_gt, K_crop, 96, 96)
         shifted_K = K_crop.copy()
         shifted_K[0, 2] += 2.0
-        shifted = generator.renderer.render(model, sample["T_gt"], shifted_K, 96, 96)
-        aligned = _ncc(sample["image"], truth.rgb, truth.mask)
+        shifted = generator.renderer.render(model, sample.T_gt, shifted_K, 96, 96)
+        aligned = _ncc(sample.image, truth.rgb, truth.mask)
         # The flow target carries every pixel of the render at T_cur onto the object at the truth.
-        current = generator.renderer.render(model, sample["T_cur"], K_crop, 96, 96)
-        flow = sample["flow"]
+        current = generator.renderer.render(model, sample.T_cur, K_crop, 96, 96)
+        flow = sample.flow
         np.testing.assert_array_equal(np.isfinite(flow).all(-1), current.mask)
         v, u = np.nonzero(current.mask)
         moved = np.rint(np.stack([u, v], 1) + flow[v, u]).astype(int)
@@ -117,7 +117,7 @@ def test_observation_crop_is_aligned_with_the_render_at_the_truth() -> None:
         hits = truth.mask[moved[inside, 1], moved[inside, 0]].mean()
         assert hits > 0.95, f"sample {index}: {hits:.2f} of the moved pixels land on the object"
         assert aligned > 0.6, f"sample {index}: correlation {aligned:.2f} with the truth"
-        assert aligned > _ncc(sample["image"], shifted.rgb, shifted.mask) + 0.02
+        assert aligned > _ncc(sample.image, shifted.rgb, shifted.mask) + 0.02
 
 
 def test_broad_appearance_changes_training_samples_but_never_the_test_scenes() -> None:
@@ -131,10 +131,10 @@ def test_broad_appearance_changes_training_samples_but_never_the_test_scenes() -
     changed = 0
     for i in range(6):
         a, b = classic.training_sample(9, i), broad.training_sample(9, i)
-        assert np.array_equal(a["T_gt"], b["T_gt"]) and np.array_equal(a["T_init"], b["T_init"])
-        assert b["image"].dtype == np.uint8 and b["image"].shape == (64, 64, 3)
-        assert 0.0 <= b["occlusion"] <= 1.0
-        changed += not np.array_equal(a["image"], b["image"])
+        assert np.array_equal(a.T_gt, b.T_gt) and np.array_equal(a.T_init, b.T_init)
+        assert b.image.dtype == np.uint8 and b.image.shape == (64, 64, 3)
+        assert 0.0 <= b.occlusion <= 1.0
+        changed += not np.array_equal(a.image, b.image)
     assert changed == 6
     classic.renderer.close()
     broad.renderer.close()

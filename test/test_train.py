@@ -12,9 +12,10 @@ from conftest import REPO
 
 from attn6d_ros.checkpoint import load_checkpoint
 from attn6d_ros.mesh import load_mesh
-from attn6d_ros.network import ModelConfig, RefinerNet, apply_update
+from attn6d_ros.network import ModelConfig, RefinerNet, apply_update, normalize_crop
 from attn6d_ros.synth import SceneGenerator, SynthConfig
 from attn6d_ros.train import TrainConfig, TrainingStep, get_lr, load_train_config, main
+from attn6d_ros.training_batch import TrainingBatch, collate_samples
 
 
 @pytest.mark.slow
@@ -197,13 +198,13 @@ def test_unrolled_stages_start_from_the_pose_the_render_shows() -> None:
     # zero-initialised outputs every stage is the identity, so each later render is asked for at T_cur.
     model = load_mesh(REPO / "models" / "demo_object.ply")
     batch = _batch(model, count=2, later_stage_probability=1.0)
-    assert not torch.allclose(batch["T_cur"], batch["T_init"])
+    assert not torch.allclose(batch.T_cur, batch.T_init)
     net = RefinerNet(ModelConfig.lite(crop_size=64, shared_stages=True)).eval()
     asked: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def render_stage(b, R, t):
         asked.append((R, t))
-        return _normalized(b["render"])
+        return normalize_crop(b.render)
 
     step = TrainingStep(net, TrainConfig(unroll=True), **_object_tensors(model),
                         render_stage=render_stage)  # fmt: skip
@@ -211,8 +212,8 @@ def test_unrolled_stages_start_from_the_pose_the_render_shows() -> None:
         loss, _ = step(batch)
     assert len(asked) == net.cfg.num_stages - 1 and torch.isfinite(loss)
     for R, t in asked:
-        torch.testing.assert_close(R, batch["T_cur"][:, :3, :3], atol=1e-5, rtol=0)
-        torch.testing.assert_close(t, batch["T_cur"][:, :3, 3], atol=1e-6, rtol=0)
+        torch.testing.assert_close(R, batch.T_cur[:, :3, :3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(t, batch.T_cur[:, :3, 3], atol=1e-6, rtol=0)
 
 
 def test_unrolled_training_starts_at_the_initial_noise_unless_asked() -> None:
@@ -241,17 +242,39 @@ def test_tiny_unrolled_run_renders_every_stage(tmp_path: Path) -> None:
     assert not net.cfg.shared_stages and net.cfg.num_stages == 4
 
 
+def test_collate_stacks_samples_into_the_networks_types() -> None:
+    # The DataLoader's collate_fn: the samples' arrays stacked in order, poses/K/zoom as float32, the
+    # windows kept; an empty list is refused by name.
+    model = load_mesh(REPO / "models" / "demo_object.ply")
+    generator = SceneGenerator([model], SynthConfig(crop_size=64))
+    samples = [generator.training_sample(5, i) for i in range(3)]
+    generator.renderer.close()
+    batch = collate_samples(samples)
+    assert len(batch) == 3 and batch.image.dtype == torch.uint8
+    assert batch.image.shape == batch.render.shape == (3, 64, 64, 3)
+    assert batch.flow.shape == (3, 64, 64, 2) and batch.flow.dtype == torch.float32
+    for name in ("T_gt", "T_init", "T_cur", "K", "zoom"):
+        assert getattr(batch, name).dtype == torch.float32, name
+    for j, sample in enumerate(samples):
+        np.testing.assert_array_equal(batch.render[j].numpy(), sample.render)
+        np.testing.assert_allclose(batch.T_cur[j].numpy(), sample.T_cur, atol=1e-6)
+        assert batch.windows[j] == sample.window
+        assert float(batch.zoom[j]) == pytest.approx(sample.window.zoom, rel=1e-6)
+        assert int(batch.object_index[j]) == sample.object_index
+    moved = batch.to(torch.device("cpu"))
+    assert isinstance(moved, TrainingBatch) and torch.equal(moved.T_gt, batch.T_gt)
+    with pytest.raises(ValueError, match="collate_samples needs at least one sample"):
+        collate_samples([])
+
+
 def _batch(
     model, count: int, difficulty: float = 1.0, later_stage_probability: float = 0.0
-) -> dict:
+) -> TrainingBatch:
     synth = SynthConfig(crop_size=64, later_stage_probability=later_stage_probability)
     generator = SceneGenerator([model], synth)
     samples = [generator.training_sample(5, i, difficulty=difficulty) for i in range(count)]
     generator.renderer.close()
-    batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
-    for key in ("T_gt", "T_init", "T_cur", "K", "zoom"):
-        batch[key] = batch[key].float()
-    return batch
+    return collate_samples(samples)
 
 
 def _object_tensors(model) -> dict:
@@ -276,14 +299,14 @@ def test_lite_refiner_overfits_one_object() -> None:
     def point_error() -> float:
         net.eval()
         with torch.no_grad():
-            out = net(*(_normalized(batch[k]) for k in ("image", "render")))
-            T = batch["T_cur"]
-            R, t = apply_update(T[:, :3, :3], T[:, :3, 3], batch["K"], batch["zoom"],
+            out = net(normalize_crop(batch.image), normalize_crop(batch.render))
+            T = batch.T_cur
+            R, t = apply_update(T[:, :3, :3], T[:, :3, 3], batch.K, batch.zoom,
                                 out.xy_px, out.dz, out.quat_xyzw)  # fmt: skip
         net.train()
         p = torch.from_numpy(model.points).float()
         est = p @ R.transpose(1, 2) + t[:, None]
-        gt = p @ batch["T_gt"][:, :3, :3].transpose(1, 2) + batch["T_gt"][:, :3, 3][:, None]
+        gt = p @ batch.T_gt[:, :3, :3].transpose(1, 2) + batch.T_gt[:, :3, 3][:, None]
         return float((est - gt).norm(dim=2).mean())
 
     before = point_error()
@@ -294,10 +317,6 @@ def test_lite_refiner_overfits_one_object() -> None:
         optimizer.step()
     after = point_error()
     assert after < 0.5 * before, f"mean point error {before * 1000:.1f} -> {after * 1000:.1f} mm"
-
-
-def _normalized(rgb: torch.Tensor) -> torch.Tensor:
-    return rgb.permute(0, 3, 1, 2).float() / 255.0 - 0.5
 
 
 @pytest.mark.slow

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from attn6d_ros.checkpoint import load_checkpoint
-from attn6d_ros.crop import CropWindow, crop_intrinsics
+from attn6d_ros.crop import crop_intrinsics
+from attn6d_ros.crop_render import render_into_crops
 from attn6d_ros.geometry import axis_angle_to_matrix, moved_along_ray
 from attn6d_ros.network import (
     DEPTH_OUTPUT_DIVISOR,
@@ -40,7 +42,8 @@ from attn6d_ros.network import (
 )
 from attn6d_ros.objects import load_objects
 from attn6d_ros.paths import resolve_path
-from attn6d_ros.synth import SceneGenerator, SynthConfig
+from attn6d_ros.synth import SceneGenerator, SynthConfig, TrainingSample
+from attn6d_ros.training_batch import collate_samples
 
 RIDGE_LAMBDA = 100.0  # on standardised features
 HELD_OUT_SHARE = 0.3
@@ -68,17 +71,16 @@ def rotation_probe(
         chunk = [
             generator.training_sample(seed, i) for i in range(start, min(start + 50, samples))
         ]
-        chunk = [s for s in chunk if not symmetric[s["object_index"]]]
+        chunk = [s for s in chunk if not symmetric[s.object_index]]
         if not chunk:
             continue
-        batch = {k: torch.as_tensor(np.stack([s[k] for s in chunk])) for k in chunk[0]}
-        image, render = normalize_crop(batch["image"]), normalize_crop(batch["render"])
+        batch = collate_samples(chunk)
+        image, render = normalize_crop(batch.image), normalize_crop(batch.render)
         with torch.no_grad():
             out = stage(image, render)
-            T, T_gt = batch["T_cur"].float(), batch["T_gt"].float()
+            T, T_gt = batch.T_cur, batch.T_gt
             _, _, rotvec = update_targets(T[:, :3, :3], T[:, :3, 3], T_gt[:, :3, :3],
-                                          T_gt[:, :3, 3], batch["K"].float(),
-                                          batch["zoom"].float())  # fmt: skip
+                                          T_gt[:, :3, 3], batch.K, batch.zoom)  # fmt: skip
         predicted.append(unit_quat_xyzw_torch(out.quat_xyzw)[:, :3].numpy())
         targets.append(rotvec_to_quat_xyzw_torch(rotvec)[:, :3].numpy())
     hook.remove()
@@ -115,7 +117,7 @@ def depth_probe(
     at_truth, changes = [], []
     for i in range(samples):
         sample = generator.training_sample(seed, i)
-        T_gt = sample["T_gt"]
+        T_gt = sample.T_gt
         poses = [T_gt] + [moved_along_ray(T_gt, 1.0 + e / 100.0) for e in errors_pct]
         dz = _depth_outputs(net, generator, sample, poses)
         at_truth.append(dz[0])
@@ -164,7 +166,7 @@ def depth_alignment_probe(
         for angle in misalignments_deg:
             axis = rng.normal(size=3)
             turn = axis_angle_to_matrix(axis / np.linalg.norm(axis) * np.radians(angle))
-            turned = sample["T_gt"].copy()
+            turned = sample.T_gt.copy()
             turned[:3, :3] = turn @ turned[:3, :3]
             poses += [moved_along_ray(turned, f) for f in factors]
         dz = _depth_outputs(net, generator, sample, poses)
@@ -188,21 +190,19 @@ def depth_alignment_probe(
 
 
 def _depth_outputs(
-    net: torch.nn.Module, generator: SceneGenerator, sample: dict, poses: list[np.ndarray]
+    net: torch.nn.Module,
+    generator: SceneGenerator,
+    sample: TrainingSample,
+    poses: list[np.ndarray],
 ) -> np.ndarray:
     """The first stage's depth output (paper units) for the sample's observed crop against a render at each
     of `poses` (4x4 T_cam_obj, metres) in the sample's crop window (that of its T_init)."""
     size = net.cfg.crop_size
-    window = CropWindow(
-        center_px=tuple(sample["window_center"]),
-        half_size_px=float(sample["window_half"]),
-        size_px=size,
-    )
-    K_crop = crop_intrinsics(sample["K"], window)
-    model = generator.objects[sample["object_index"]]
-    rendered = generator.renderer.render_batch([(model, T, K_crop) for T in poses], size, size)
-    renders = normalize_crop(torch.as_tensor(np.stack([r.rgb for r in rendered])))
-    image = normalize_crop(torch.as_tensor(sample["image"][None])).expand(len(poses), -1, -1, -1)
+    K_crop = crop_intrinsics(sample.K, replace(sample.window, size_px=size))
+    model = generator.objects[sample.object_index]
+    renders = render_into_crops(generator.renderer, [model] * len(poses), poses,
+                                [K_crop] * len(poses), size, torch.device("cpu"))  # fmt: skip
+    image = normalize_crop(torch.as_tensor(sample.image[None])).expand(len(poses), -1, -1, -1)
     with torch.no_grad():
         return net.stage(0)(image, renders).dz.double().numpy()
 
