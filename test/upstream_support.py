@@ -14,8 +14,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RECORD = Path(sys.prefix) / ".attn6d-upstream"
 UPSTREAM_DIR = REPO.parent / "shared" / "upstream"
 # The import name of each installed package the tests use.
