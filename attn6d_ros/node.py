@@ -37,6 +37,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -218,7 +219,7 @@ class RefineNode(Node):
             self._stats.arrived("synced", now)
             self._slot.put(_Frame(image, info, None, now), priority=0)
 
-    def _check_stages(self, parameters: list) -> SetParametersResult:
+    def _check_stages(self, parameters: list[Parameter]) -> SetParametersResult:
         cfg = self._loaded.refiner.cfg
         for parameter in parameters:
             if parameter.name == "stages":
@@ -229,7 +230,7 @@ class RefineNode(Node):
                     return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
-    def _apply_parameters(self, parameters: list) -> None:
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
         ours = {p.name: p.value for p in parameters if p.name in self.config.as_parameters()}
         if ours:
             self.config = self.config.with_parameters(ours)
@@ -338,7 +339,12 @@ class RefineNode(Node):
             self._stats.add("rejected_frames")
 
     def _publish(
-        self, setup: LoadedRefiner, header: Any, jobs: list, compute_ms: float, frame_ok: bool
+        self,
+        setup: LoadedRefiner,
+        header: Any,
+        jobs: list[frame_jobs.Job],
+        compute_ms: float,
+        frame_ok: bool,
     ) -> None:
         cfg = self.config
         out = codec.frame_messages(self._msg_types, header, jobs, tf_prefix=cfg.tf_prefix,

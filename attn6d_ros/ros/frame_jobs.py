@@ -35,7 +35,7 @@ from attn6d_ros.ros.params import NodeConfig
 from attn6d_ros.ros.tracking import Track, Tracker
 
 if TYPE_CHECKING:
-    from attn6d_ros.refiner import RefinementResult
+    from attn6d_ros.refiner import RefinementResult, Refiner
 
 # The Refiner numbers detections within its own call ("detection 2 ('mug'): ..."); outcomes name the input.
 _REFINER_PREFIX = re.compile(r"^detection \d+ \('[^']*'\): ")
@@ -106,7 +106,11 @@ class FramePlan:
 
 
 def plan_frame(
-    detections_msg: Any | None, image_header: Any, refiner: Any, tracker: Tracker, cfg: NodeConfig
+    detections_msg: Any | None,
+    image_header: Any,
+    refiner: Refiner,
+    tracker: Tracker,
+    cfg: NodeConfig,
 ) -> FramePlan:
     """A frame's jobs: from its vision_msgs/Detection3DArray (codec.parse_detections against the refiner's
     objects and the image's frame; at most max_detections, the highest-scored), or from the live tracks
@@ -147,7 +151,7 @@ def plan_warnings(plan: FramePlan, stamp_text: str, max_detections: int) -> list
 
 
 def run_frame(
-    refiner: Any,
+    refiner: Refiner,
     tracker: Tracker,
     jobs: list[Job],
     frame_error: str | None,
@@ -222,7 +226,7 @@ def reject_frame(jobs: list[Job], frame_error: str | None) -> None:
         job.error = f"frame rejected: {frame_error}{own}"
 
 
-def apply_align_settings(refiner: Any, cfg: NodeConfig) -> None:
+def apply_align_settings(refiner: Refiner, cfg: NodeConfig) -> None:
     """Sets the Refiner's alignment starts (align_turn_deg, align_only_turn_deg) and the guard's limit on
     aligned outlines (guard_max_align_energy) from the parameters; its other settings (templates) stay."""
     if refiner.agreement_config.max_align_energy != cfg.guard_max_align_energy:
@@ -250,8 +254,12 @@ def needs_alignment(cfg: NodeConfig) -> bool:
 
 
 def refine_jobs(
-    refiner: Any, rgb_u8: np.ndarray | None, K: np.ndarray | None, jobs: list[Job], cfg: NodeConfig
-) -> tuple[dict[int, Any], float]:
+    refiner: Refiner,
+    rgb_u8: np.ndarray | None,
+    K: np.ndarray | None,
+    jobs: list[Job],
+    cfg: NodeConfig,
+) -> tuple[dict[int, RefinementResult], float]:
     """Refines every job without an error in one `Refiner.refine` batch (stages, align, guard from `cfg`).
     A tracked frame with tracking.method align is refined by the alignment alone (stages=0, align, one
     start from each track's pose; the guard as configured).
@@ -291,7 +299,9 @@ def refine_jobs(
     return dict(zip(refinable, out, strict=True)), float(out[0].elapsed_ms)
 
 
-def outcome(job: Job, result: Any, min_score: float) -> tuple[str | None, bool]:
+def outcome(
+    job: Job, result: RefinementResult | None, min_score: float
+) -> tuple[str | None, bool]:
     """(error for refined/details or None, whether the refined pose is published) of one job."""
     if job.error is not None:
         return job.error, False
