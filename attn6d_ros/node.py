@@ -124,7 +124,7 @@ class RefineNode(Node):
         self._watch = InputWatch()
         self._sync_problem = self._image_problem = ""
         self._last_overlay = 0.0
-        self._msg_types = codec.MessageTypes.from_rclpy()
+        self._msg_types = codec.rclpy_types()
         self._templates = refiner_setup.AlignmentTemplates(log.info)
         # (image, camera_info) pairs waiting for their detections (tracking.wait_s).
         self._pending: PendingImages[tuple[Image, CameraInfo]] = PendingImages(cfg.sync_queue_size)

@@ -34,7 +34,9 @@ def _delete_offscreen(renderer: pyrender.OffscreenRenderer) -> None:
     """
     from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
 
-    platform = renderer._platform  # pyrender.platforms.egl.EGLPlatform (render/__init__.py selects EGL)
+    platform = (
+        renderer._platform
+    )  # pyrender.platforms.egl.EGLPlatform (render/__init__.py selects EGL)
 
     def destroy_context_only() -> None:
         display, context = platform._egl_display, platform._egl_context
