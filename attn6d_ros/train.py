@@ -2,7 +2,8 @@
 
     attn6d-train --config config/train_demo.yaml [--set key=value ...]
 
-The loop is in plain sight (nanoGPT style): config, data, model, optimiser, then `for batch in loader`.
+The loop is in plain sight (nanoGPT style): `train` gets its processes, data, model, optimiser and resumed
+state from `_setup`, then runs `for batch in loader`. Batches are training_batch.TrainingBatch.
 Two modes:
 
 - single-step (`unroll: false`, for `shared_stages` models): every sample is one refinement step from a pose
@@ -303,117 +304,17 @@ class TrainingStep(torch.nn.Module):
 
 def train(cfg: TrainConfig) -> Path:
     """Runs (or resumes) a training run; returns the path of the best checkpoint."""
-    # -- distributed setup (torchrun sets these) --
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    ddp = world > 1
-    device = resolve_device(cfg.device)
-    if ddp:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device.type == "cuda":
-            device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-            torch.cuda.set_device(device)
-    main_rank = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + rank)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    # -- objects, data --
-    models = load_objects(resolve_path(cfg.objects_file), list(cfg.object_ids) or None)
-    ids = list(models)
-    occluders = (
-        list(load_objects(resolve_path(cfg.occluder_objects_file)).values())
-        if cfg.occluder_objects_file
-        else []
-    )
-    model_cfg = cfg.model_config()
-    if not cfg.unroll and not model_cfg.shared_stages:
-        raise ValueError(
-            "single-step training (unroll: false) needs model_overrides.shared_stages: true"
-        )
-    synth = cfg.synth_config(model_cfg.crop_size)
-    generator = SceneGenerator([models[i] for i in ids], synth, occluders)
-
-    # Shifted validation scenes are made before any Renderer of ours exists (pyrender's EGL context comes and
-    # goes first).
-    shifted_val = (
-        shifted_cases(models, cfg.val_shifted_scenes, cfg.val_seed)
-        if main_rank and cfg.val_shifted_scenes
-        else []
-    )
-
-    # -- model, optimiser, resume --
+    run = _setup(cfg)
+    net, optimizer, out_dir, world = run.net, run.optimizer, run.out_dir, run.world
+    samples, step, best_acc, history = run.samples, run.step, run.best_acc, run.history
     last = out_dir / "last.pt"
-    net = RefinerNet(model_cfg)
-    samples, step, best_acc, history = 0, 0, -1.0, []
-    optimizer = make_optimizer(net, cfg)
-    if last.is_file():
-        loaded, _, state = load_checkpoint(last)
-        if loaded.cfg != model_cfg:
-            raise ValueError(f"{last} holds a different model config; use another out_dir")
-        net.load_state_dict(loaded.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        samples, step = state["samples"], state["step"]
-        best_acc = state.get("best_acc", -1.0)
-        history = json.loads(state.get("history", "[]"))
-        log.info("resumed %s at %d samples (step %d)", last, samples, step)
-    elif cfg.init_from:
-        loaded, _, _ = load_checkpoint(resolve_path(cfg.init_from))
-        # A flow head or depth moments may be added to weights trained without them (they start from
-        # their initialisation).
-        missing, unexpected = net.load_state_dict(loaded.state_dict(), strict=False)
-        addable = (".flow_head.", ".moment_regressor.")
-        if unexpected or any(not any(part in key for part in addable) for key in missing):
-            raise ValueError(
-                f"init_from {cfg.init_from} does not fit the model config: missing {missing}, "
-                f"unexpected {unexpected}"
-            )
-        log.info("initialised from %s", cfg.init_from)
-    net = net.to(device).to(memory_format=torch.channels_last).train()
-    _optimizer_to(optimizer, device)
-    renderer = Renderer() if (cfg.unroll or main_rank) else None
-    step_module = TrainingStep(
-        net,
-        cfg,
-        points=torch.from_numpy(np.stack([models[i].points for i in ids])).float(),
-        diameters=torch.tensor([models[i].diameter for i in ids], dtype=torch.float32),
-        symmetric=torch.tensor([models[i].symmetric for i in ids]),
-        render_stage=lambda b, R, t: _render_stage(renderer, generator, b, R, t, device),
-    ).to(device)
-    step_module.amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
-    model = torch.nn.parallel.DistributedDataParallel(step_module) if ddp else step_module
-    loader = DataLoader(
-        SyntheticSamples(generator, cfg.seed, cfg.curriculum_samples),
-        batch_size=cfg.batch_size,
-        sampler=StreamSampler(samples + rank, world),
-        num_workers=cfg.num_workers,
-        multiprocessing_context="spawn" if cfg.num_workers else None,
-        persistent_workers=cfg.num_workers > 0,
-        prefetch_factor=4 if cfg.num_workers else None,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_samples,
-    )
-    validator = _Validator(cfg, models, renderer, synth, shifted_val) if main_rank else None
 
     def save(path: Path, with_state: bool) -> None:
-        metadata = {
-            "objects": {
-                i: {"diameter": models[i].diameter, "symmetric": models[i].symmetric} for i in ids
-            },
-            "samples_seen": samples,
-            "steps": step,
-            "train_config": json.dumps(asdict(cfg)),
-            "history": json.dumps(history[-50:]),
-            "torch": str(torch.__version__),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
         state = None
         if with_state:
             state = {"optimizer": optimizer.state_dict(), "samples": samples, "step": step,
                      "best_acc": best_acc, "history": json.dumps(history)}  # fmt: skip
+        metadata = _metadata(cfg, run.models, samples, step, history)
         save_checkpoint(path, net, metadata=metadata, train_state=state)
 
     stop = {"flag": False}
@@ -422,9 +323,9 @@ def train(cfg: TrainConfig) -> Path:
     next_val = (samples // cfg.val_every_samples + 1) * cfg.val_every_samples
     tic = time.perf_counter()
     stats: dict[str, float] = {"loss": 0.0, "n": 0}
-    progress = _progress(cfg, samples, main_rank)
+    progress = _progress(cfg, samples, run.main_rank)
     try:
-        for batch in loader:
+        for batch in run.loader:
             if samples >= cfg.total_samples or stop["flag"]:
                 break
             if cfg.stop_after_samples and samples >= cfg.stop_after_samples:
@@ -432,8 +333,8 @@ def train(cfg: TrainConfig) -> Path:
             lr = get_lr(cfg, samples)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = batch.to(device, non_blocking=True)
-            loss, terms = model(batch)
+            batch = batch.to(run.device, non_blocking=True)
+            loss, terms = run.model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -446,7 +347,7 @@ def train(cfg: TrainConfig) -> Path:
                 stats[key] = stats.get(key, 0.0) + float(value)
             if progress is not None:
                 progress.update(cfg.batch_size * world)
-            if main_rank and step % cfg.log_every_steps == 0:
+            if run.main_rank and step % cfg.log_every_steps == 0:
                 elapsed = time.perf_counter() - tic
                 n = stats.pop("n")
                 row = {"kind": "train", "samples": samples, "step": step, "lr": lr,
@@ -460,9 +361,9 @@ def train(cfg: TrainConfig) -> Path:
                     )
                 stats = {"loss": 0.0, "n": 0}
                 tic = time.perf_counter()
-            if main_rank and samples >= next_val:
+            if run.main_rank and samples >= next_val:
                 next_val += cfg.val_every_samples
-                acc, row = validator.run(net, samples)
+                acc, row = run.validator.run(net, samples)
                 net.train()
                 history.append(row)
                 _append_jsonl(out_dir / "history.jsonl", row)
@@ -474,21 +375,180 @@ def train(cfg: TrainConfig) -> Path:
                 save(last, with_state=True)
                 last_save = time.monotonic()
                 tic = time.perf_counter()
-            if main_rank and time.monotonic() - last_save > cfg.checkpoint_every_seconds:
+            if run.main_rank and time.monotonic() - last_save > cfg.checkpoint_every_seconds:
                 save(last, with_state=True)
                 last_save = time.monotonic()
-        if ddp:
-            _check_ranks_agree(net, rank, world)
+        if world > 1:
+            _check_ranks_agree(net, run.rank, world)
     finally:
-        if main_rank:
+        if run.main_rank:
             save(last, with_state=True)
             if not (out_dir / "best.pt").exists():
                 save(out_dir / "best.pt", with_state=False)
         if progress is not None:
             progress.close()
-        if ddp:
+        if world > 1:
             torch.distributed.destroy_process_group()
     return out_dir / "best.pt"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Setup: processes, objects and data, model and optimiser, and the state a run resumes from.
+
+
+@dataclass
+class _Run:
+    """A training run, set up by `_setup`: what `train`'s loop needs, and where it resumes."""
+
+    rank: int  # this process (torchrun's RANK); rank 0 validates, logs and saves
+    world: int  # number of processes (torchrun's WORLD_SIZE)
+    device: torch.device
+    out_dir: Path
+    models: dict[str, ObjectModel]  # the objects trained on, by id
+    net: RefinerNet
+    model: torch.nn.Module  # the TrainingStep, in DistributedDataParallel when world > 1
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader  # yields TrainingBatch; this rank's share of the stream from `samples` on
+    validator: _Validator | None  # rank 0 only
+    samples: int  # samples seen (all ranks), steps and best validation accuracy so far; 0, 0, -1 when new
+    step: int
+    best_acc: float
+    history: list[dict]  # logged rows so far
+
+    @property
+    def main_rank(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(cfg: TrainConfig) -> _Run:
+    """Joins the processes, loads the objects, builds the data, model and optimiser, and resumes from
+    `out_dir/last.pt` when it exists (else starts from `init_from` weights when given)."""
+    rank, world, device = _init_processes(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- objects, data --
+    models = load_objects(resolve_path(cfg.objects_file), list(cfg.object_ids) or None)
+    occluders = (
+        list(load_objects(resolve_path(cfg.occluder_objects_file)).values())
+        if cfg.occluder_objects_file
+        else []
+    )
+    model_cfg = cfg.model_config()
+    if not cfg.unroll and not model_cfg.shared_stages:
+        raise ValueError(
+            "single-step training (unroll: false) needs model_overrides.shared_stages: true"
+        )
+    synth = cfg.synth_config(model_cfg.crop_size)
+    generator = SceneGenerator(list(models.values()), synth, occluders)
+    # Shifted validation scenes are made before any Renderer of ours exists (pyrender's EGL context comes and
+    # goes first).
+    shifted_val = (
+        shifted_cases(models, cfg.val_shifted_scenes, cfg.val_seed)
+        if rank == 0 and cfg.val_shifted_scenes
+        else []
+    )
+
+    # -- model, optimiser, resume --
+    net = RefinerNet(model_cfg)
+    optimizer = make_optimizer(net, cfg)
+    samples, step, best_acc, history = _load_weights(cfg, out_dir / "last.pt", net, optimizer)
+    net = net.to(device).to(memory_format=torch.channels_last).train()
+    _optimizer_to(optimizer, device)
+    renderer = Renderer() if (cfg.unroll or rank == 0) else None
+    step_module = TrainingStep(
+        net,
+        cfg,
+        points=torch.from_numpy(np.stack([m.points for m in models.values()])).float(),
+        diameters=torch.tensor([m.diameter for m in models.values()], dtype=torch.float32),
+        symmetric=torch.tensor([m.symmetric for m in models.values()]),
+        render_stage=lambda b, R, t: _render_stage(renderer, generator, b, R, t, device),
+    ).to(device)
+    step_module.amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
+    model = torch.nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
+    loader = DataLoader(
+        SyntheticSamples(generator, cfg.seed, cfg.curriculum_samples),
+        batch_size=cfg.batch_size,
+        sampler=StreamSampler(samples + rank, world),
+        num_workers=cfg.num_workers,
+        multiprocessing_context="spawn" if cfg.num_workers else None,
+        persistent_workers=cfg.num_workers > 0,
+        prefetch_factor=4 if cfg.num_workers else None,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_samples,
+    )
+    validator = _Validator(cfg, models, renderer, synth, shifted_val) if rank == 0 else None
+    return _Run(rank=rank, world=world, device=device, out_dir=out_dir, models=models, net=net,
+                model=model, optimizer=optimizer, loader=loader, validator=validator, samples=samples,
+                step=step, best_acc=best_acc, history=history)  # fmt: skip
+
+
+def _init_processes(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; under torchrun (which sets RANK, WORLD_SIZE and
+    LOCAL_RANK) it also joins the process group: NCCL on CUDA, one GPU per process, else gloo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(cfg.device)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+            torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def _load_weights(
+    cfg: TrainConfig, last: Path, net: RefinerNet, optimizer: torch.optim.Optimizer
+) -> tuple[int, int, float, list[dict]]:
+    """Loads `last` (a run to resume) into `net` and `optimizer`, or else the `init_from` weights into `net`;
+    returns the (samples, step, best_acc, history) to continue from: (0, 0, -1.0, []) for a new run.
+
+    Raises:
+        ValueError: `last` holds another model config, or the init_from weights do not fit the model.
+    """
+    if last.is_file():
+        loaded, _, state = load_checkpoint(last)
+        if loaded.cfg != net.cfg:
+            raise ValueError(f"{last} holds a different model config; use another out_dir")
+        net.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        log.info("resumed %s at %d samples (step %d)", last, state["samples"], state["step"])
+        history = json.loads(state.get("history", "[]"))
+        return state["samples"], state["step"], state.get("best_acc", -1.0), history
+    if cfg.init_from:
+        loaded, _, _ = load_checkpoint(resolve_path(cfg.init_from))
+        # A flow head or depth moments may be added to weights trained without them (they start from
+        # their initialisation).
+        missing, unexpected = net.load_state_dict(loaded.state_dict(), strict=False)
+        addable = (".flow_head.", ".moment_regressor.")
+        if unexpected or any(not any(part in key for part in addable) for key in missing):
+            raise ValueError(
+                f"init_from {cfg.init_from} does not fit the model config: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
+        log.info("initialised from %s", cfg.init_from)
+    return 0, 0, -1.0, []
+
+
+def _metadata(
+    cfg: TrainConfig, models: dict[str, ObjectModel], samples: int, step: int, history: list[dict]
+) -> dict:
+    """A checkpoint's metadata: the objects trained on, the counters, the config and recent history."""
+    return {
+        "objects": {
+            i: {"diameter": m.diameter, "symmetric": m.symmetric} for i, m in models.items()
+        },
+        "samples_seen": samples,
+        "steps": step,
+        "train_config": json.dumps(asdict(cfg)),
+        "history": json.dumps(history[-50:]),
+        "torch": str(torch.__version__),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def _check_ranks_agree(net: RefinerNet, rank: int, world: int) -> None:
