@@ -62,6 +62,23 @@ def demo_scenes(demo_model) -> list:
     return synthetic_cases({"demo_object": demo_model}, 6, seed=31, synth=synth)
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init checkpoint for the node's tests (node_support.make_checkpoint), one per module."""
+    from node_support import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
+
+
+@pytest.fixture
+def ros(ros_domain: int):
+    """rclpy for one test on its own domain; every in-process node destroyed at the end, also on failure."""
+    from node_support import rclpy_session
+
+    with rclpy_session():
+        yield
+
+
 @pytest.fixture(scope="session")
 def colcon_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """attn6d_ros built with colcon into a workspace install space, once per session (colcon_workspace.py):

@@ -13,17 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from node_support import REPO, base_params, make_checkpoint
+from node_support import REPO, base_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 LOOPBACK_PROFILE = REPO / "config" / "fastdds_large_frames_loopback.xml"
 FRAMES = 40
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 def _params_file(path: Path, params: dict) -> Path:

@@ -19,7 +19,6 @@ from node_support import (
     key_of,
     make_checkpoint,
     pose,
-    rclpy_session,
     refine_node,
     textured_image,
 )
@@ -28,17 +27,6 @@ from attn6d_ros.ros.codec import stamp_ns
 from attn6d_ros.ros.params import NodeConfig, ParameterError
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
-
-
-@pytest.fixture
-def ros(ros_domain: int):
-    with rclpy_session():
-        yield
 
 
 _node = refine_node  # the in-process node (node_support)

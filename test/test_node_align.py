@@ -19,7 +19,6 @@ from node_support import (
     REPO,
     Peer,
     key_of,
-    make_checkpoint,
     rclpy_session,
     refine_node,
 )
@@ -143,11 +142,6 @@ def test_a_tracked_pose_whose_alignment_failed_is_not_published() -> None:
 
 
 # -- the node, in-process, on rendered frames ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture(scope="module")

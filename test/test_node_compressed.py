@@ -15,9 +15,7 @@ from node_support import (
     Peer,
     header_msg,
     key_of,
-    make_checkpoint,
     pose,
-    rclpy_session,
     refine_node,
     textured_image,
 )
@@ -27,17 +25,6 @@ from attn6d_ros.ros.codec import pose_to_matrix
 from attn6d_ros.ros.compressed_image import compressed_to_rgb
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
-
-
-@pytest.fixture
-def ros(ros_domain: int):
-    with rclpy_session():
-        yield
 
 
 _node = refine_node  # the in-process node (node_support)

@@ -24,7 +24,6 @@ from node_support import (
     header_msg,
     image_msg,
     key_of,
-    make_checkpoint,
     pose,
     textured_image,
 )
@@ -32,11 +31,6 @@ from node_support import (
 from attn6d_ros.ros.codec import stamp_text
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture

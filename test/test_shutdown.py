@@ -20,7 +20,6 @@ from node_support import (
     NodeProcess,
     Peer,
     base_params,
-    make_checkpoint,
     pose,
     textured_image,
 )
@@ -29,11 +28,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 SLOW_FRAME = {"stages": 32, "align": True, "align_turn_deg": 10.0}
 SLOW_OBJECTS = 20
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture
