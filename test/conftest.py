@@ -3,12 +3,18 @@ object, a renderer and unoccluded demo scenes for the silhouette searches' tests
 
 import itertools
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 # Before anything can import rclpy: discovery never leaves loopback (Kilted ignores ROS_LOCALHOST_ONLY).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+# Started in the background (nohup, `cmd &` without job control) a process ignores SIGINT and its children
+# inherit that: `ros2 launch` would then ignore the Ctrl-C the launch tests send it. Run as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 LINEMOD_DIR = Path(
