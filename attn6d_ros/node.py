@@ -42,6 +42,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+try:
+    from vision_msgs.msg import Detection3DArray
+except ImportError as _exc:  # pragma: no cover - a broken installation
+    raise ImportError("the node needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)") from _exc
+
 from attn6d_ros.msg import RefinementArray
 from attn6d_ros.ros import (
     codec,
@@ -67,13 +72,6 @@ from attn6d_ros.ros.refiner_setup import LoadedRefiner
 from attn6d_ros.ros.shutdown import ShutdownSignals
 from attn6d_ros.ros.throttled_log import ThrottledLog
 from attn6d_ros.ros.tracking import PendingImages, Tracker
-
-try:
-    from vision_msgs.msg import Detection3DArray
-except ImportError as _exc:  # pragma: no cover - a broken installation
-    raise ImportError(
-        "attn6d_ros.node needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs)"
-    ) from _exc
 
 PENDING_CHECK_S = 0.01  # how often images waiting for detections are checked (tracking.wait_s)
 
