@@ -48,6 +48,22 @@ def test_core_modules_do_not_import_ros() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+# The ROS layer's plain-Python helpers (README's module map says "ROS-free"): the bag tool and the tests use
+# them without a ROS graph.
+ROS_FREE_HELPERS = ("ros.frame_jobs", "ros.refiner_setup", "ros.tracking", "ros.input_watch", "ros.params",
+                    "ros.params_file", "ros.throttled_log", "ros.backpressure", "ros.codec")  # fmt: skip
+
+
+def test_ros_free_helpers_do_not_import_ros() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import attn6d_ros.{m}\n" for m in ROS_FREE_HELPERS)
+        + f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {(*ROS_PACKAGES, 'sensor_msgs')!r})\n"
+        + "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 @pytest.mark.slow
 def test_pip_install_into_a_plain_venv(tmp_path: Path) -> None:
     # Torch first, pinned to the local CPU wheel (`pip install .` would otherwise fetch a CUDA build).

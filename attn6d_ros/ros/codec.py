@@ -41,14 +41,32 @@ from attn6d_ros.ros.compressed_image import compressed_to_rgb, rgb_to_compressed
 if TYPE_CHECKING:
     from attn6d_ros.ros.frame_jobs import Job
 
-try:  # cv_bridge is the ROS way; PyPI ROS wheels do not have it (environment.md §5)
-    from cv_bridge import CvBridge
 
-    _BRIDGE = CvBridge()
-    USING_CV_BRIDGE = True
-except ImportError:  # pragma: no cover - depends on the installation
-    _BRIDGE = None
-    USING_CV_BRIDGE = False
+# cv_bridge is the ROS way; PyPI ROS wheels do not have it (environment.md §5). It is imported on first use,
+# so that importing this module (and the ROS-free frame_jobs.py through it) imports no ROS package:
+# `_BRIDGE` (a CvBridge, or None without cv_bridge) and `USING_CV_BRIDGE` appear then (`__getattr__`).
+def _load_bridge() -> None:
+    global _BRIDGE, USING_CV_BRIDGE
+    try:
+        from cv_bridge import CvBridge
+
+        bridge = CvBridge()
+    except ImportError:  # pragma: no cover - depends on the installation
+        bridge = None
+    _BRIDGE, USING_CV_BRIDGE = bridge, bridge is not None
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("_BRIDGE", "USING_CV_BRIDGE"):
+        _load_bridge()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _bridge() -> Any | None:
+    """The CvBridge, or None without cv_bridge (or where a test set `_BRIDGE` to None)."""
+    return globals()["_BRIDGE"] if "_BRIDGE" in globals() else __getattr__("_BRIDGE")
+
 
 # encoding -> (channels, bytes per channel, channel order)
 ENCODINGS: dict[str, tuple[int, int, str]] = {
@@ -107,8 +125,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         ValueError: unsupported encoding, or size, step and data length that do not fit (names the field).
     """
     width, height, channels, depth = check_image_message(msg)
-    if _BRIDGE is not None and _bridge_reads(msg, channels, depth):  # pragma: no cover
-        return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+    bridge = _bridge()
+    if bridge is not None and _bridge_reads(msg, channels, depth):  # pragma: no cover
+        return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return _decode_numpy(msg, width, height, channels, depth)
 
 
@@ -155,8 +174,9 @@ def rgb_to_image(rgb_u8: np.ndarray, header: Any) -> Any:
     """Encodes (H, W, 3) uint8 RGB as an rgb8 sensor_msgs/Image (rclpy's class) carrying `header`: with
     cv_bridge where it is installed, else `image_msg` (the same fields and bytes: test_upstream_ros.py)."""
     rgb = _check_rgb(rgb_u8)
-    if _BRIDGE is not None:  # pragma: no cover - exercised only where cv_bridge is installed
-        return _BRIDGE.cv2_to_imgmsg(rgb, encoding="rgb8", header=header)
+    bridge = _bridge()
+    if bridge is not None:  # pragma: no cover - exercised only where cv_bridge is installed
+        return bridge.cv2_to_imgmsg(rgb, encoding="rgb8", header=header)
     return image_msg(rclpy_types(), rgb, header)
 
 
