@@ -36,32 +36,34 @@ def _core_modules() -> list[str]:
     return names
 
 
-def test_core_modules_do_not_import_ros() -> None:
-    core = _core_modules()
-    assert {"refiner", "network", "align.solver", "render", "train", "pose_check"} <= set(core)
+def _assert_no_ros_imported(
+    modules: list[str] | tuple[str, ...], packages: tuple[str, ...]
+) -> None:
+    """Imports attn6d_ros.<m> for each of `modules` in a fresh interpreter; none of `packages` may load."""
     code = (
         "import sys\n"
-        + "".join(f"import attn6d_ros.{m}\n" for m in core)
-        + f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {ROS_PACKAGES!r})\n"
+        + "".join(f"import attn6d_ros.{m}\n" for m in modules)
+        + f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {packages!r})\n"
         + "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_core_modules_do_not_import_ros() -> None:
+    core = _core_modules()
+    assert {"refiner", "network", "align.solver", "render", "train", "pose_check"} <= set(core)
+    _assert_no_ros_imported(core, ROS_PACKAGES)
 
 
 # The ROS layer's plain-Python helpers (README's module map says "ROS-free"): the bag tool and the tests use
 # them without a ROS graph.
 ROS_FREE_HELPERS = ("ros.frame_jobs", "ros.refiner_setup", "ros.tracking", "ros.input_watch", "ros.params",
-                    "ros.params_file", "ros.throttled_log", "ros.backpressure", "ros.codec")  # fmt: skip
+                    "ros.params_file", "ros.throttled_log", "ros.backpressure", "ros.codec",
+                    "ros.overlay")  # fmt: skip
 
 
 def test_ros_free_helpers_do_not_import_ros() -> None:
-    code = (
-        "import sys\n"
-        + "".join(f"import attn6d_ros.{m}\n" for m in ROS_FREE_HELPERS)
-        + f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {(*ROS_PACKAGES, 'sensor_msgs')!r})\n"
-        + "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    _assert_no_ros_imported(ROS_FREE_HELPERS, (*ROS_PACKAGES, "sensor_msgs"))
 
 
 @pytest.mark.slow

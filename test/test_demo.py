@@ -27,21 +27,6 @@ def test_demo_without_weights_says_how_to_get_them(tmp_path: Path) -> None:
     assert "make train-demo" in result.stderr and result.stdout == ""
 
 
-def test_node_helpers_that_need_no_ros_do_not_import_it() -> None:
-    # The core's own check is test_core_without_ros.py; these are the node's ROS-free parts.
-    code = (
-        "import sys\n"
-        "import attn6d_ros.ros.tracking, attn6d_ros.ros.backpressure, attn6d_ros.ros.params\n"
-        "import attn6d_ros.ros.overlay\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rclpy'))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
-
-
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
