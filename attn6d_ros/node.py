@@ -85,7 +85,6 @@ class _Frame:
     image: Image | CompressedImage
     info: CameraInfo
     detections: Detection3DArray | None  # None: no detections arrived in time (tracking.wait_s)
-    synced_at: float  # time.monotonic() when the synchronizer delivered it
 
 
 class RefineNode(Node):
@@ -121,6 +120,7 @@ class RefineNode(Node):
         self._tracker = Tracker()
         self._watch = InputWatch()
         self._sync_problem = self._image_problem = ""
+        self._dds_hint = middleware.dds_profile_hint()  # named by the missing-images warning
         self._last_overlay = 0.0
         self._msg_types = codec.rclpy_types()
         self._templates = refiner_setup.AlignmentTemplates(log.info)
@@ -192,7 +192,7 @@ class RefineNode(Node):
                 "detector's latency",
             )
             return
-        self._slot.put(_Frame(image, info, detections, now), priority=1)
+        self._slot.put(_Frame(image, info, detections), priority=1)
 
     def _on_image_pair(self, image: Image, info: CameraInfo) -> None:
         cfg = self.config
@@ -215,7 +215,7 @@ class RefineNode(Node):
             now, wait_s, active and len(self._tracker) > 0
         ):
             self._stats.arrived("synced", now)
-            self._slot.put(_Frame(image, info, None, now), priority=0)
+            self._slot.put(_Frame(image, info, None), priority=0)
 
     def _check_stages(self, parameters: list[Parameter]) -> SetParametersResult:
         cfg = self._loaded.refiner.cfg
@@ -244,7 +244,7 @@ class RefineNode(Node):
         """Warns when camera_info arrives without images, and when images and detections both arrive but
         never synchronize (ros/input_watch.py), naming the stamps seen."""
         now = time.monotonic()
-        self._image_problem = missing_images(self._stats, now, middleware.dds_profile_hint())
+        self._image_problem = missing_images(self._stats, now, self._dds_hint)
         if self._image_problem:
             self._log.warn("missing_images", self._image_problem)
         cfg = self.config

@@ -4,14 +4,17 @@ The refinement node (node.py) and the bag tool (refine_bag.py) run every frame t
 the same order, so both refine the same objects from the same poses with the same settings and report the
 same outcome:
 
-1. `detection_jobs` (or `tracked_jobs` for a frame without detections, with tracking.enabled): one `Job` per
-   object, named for TF and refined/details (`codec.instance_names`);
-2. `reject_frame`: a frame whose image or camera_info cannot be used marks every job failed;
-3. `refine_jobs`: one `Refiner.refine` batch over the jobs without an error; a tracked frame with
-   tracking.method align is refined by the alignment alone from the tracks' poses (one start, no network);
-4. `outcome`: per job, the error refined/details reports and whether the refined pose is published (a
-   tracked pose whose alignment failed is not);
-5. `update_tracks`: the published results become the tracks (tracking.enabled).
+1. `plan_frame`: the frame's jobs, one per object, from its detections (at most max_detections, named for TF
+   and refined/details by `codec.instance_names`: `detection_jobs`) or, for a frame without detections and
+   with tracking.enabled, from the live tracks (`tracked_jobs`);
+2. `run_frame`: a frame whose image or camera_info cannot be used marks every job failed (`reject_frame`);
+   the others are refined in one `Refiner.refine` batch (`refine_jobs`; a tracked frame with tracking.method
+   align by the alignment alone from the tracks' poses: one start, no network); each job is judged once
+   (`outcome`: the error refined/details reports, and whether the refined pose is published; a tracked pose
+   whose alignment failed is not), and the published results become the tracks (`update_tracks`).
+
+After `run_frame` every job carries its `result`, `reported_error` and `published`: the messages
+(codec.frame_messages), the overlay and the markers all read that one verdict.
 
 Poses follow geometry.py: 4x4 float64 ``T_cam_obj``, metres. Parameters come from params.NodeConfig.
 """
@@ -171,9 +174,8 @@ def run_frame(
         Milliseconds the Refiner spent on the frame.
     """
     reject_frame(jobs, frame_error)
-    results, compute_ms = refine_jobs(refiner, rgb_u8, K, jobs, cfg)
-    for i, job in enumerate(jobs):
-        job.result = results.get(i)
+    compute_ms = refine_jobs(refiner, rgb_u8, K, jobs, cfg)
+    for job in jobs:
         job.reported_error, job.published = outcome(job, job.result, cfg.min_score)
     # A broken frame says nothing about the objects: tracks stay as they are.
     if frame_error is None:
@@ -259,8 +261,9 @@ def refine_jobs(
     K: np.ndarray | None,
     jobs: list[Job],
     cfg: NodeConfig,
-) -> tuple[dict[int, RefinementResult], float]:
-    """Refines every job without an error in one `Refiner.refine` batch (stages, align, guard from `cfg`).
+) -> float:
+    """Refines every job without an error in one `Refiner.refine` batch (stages, align, guard from `cfg`) and
+    sets its `result`.
     A tracked frame with tracking.method align is refined by the alignment alone (stages=0, align, one
     start from each track's pose; the guard as configured).
 
@@ -270,15 +273,15 @@ def refine_jobs(
             every job already has an error.
 
     Returns:
-        ({job index: RefinementResult}, milliseconds the Refiner spent). A ValueError of the Refiner about
-        the frame as a whole marks the jobs failed ("frame rejected: ...") instead.
+        Milliseconds the Refiner spent. A ValueError of the Refiner about the frame as a whole marks the jobs
+        failed ("frame rejected: ...") instead.
     """
-    refinable = [i for i, job in enumerate(jobs) if job.error is None]
+    refinable = [job for job in jobs if job.error is None]
     if not refinable:
-        return {}, 0.0
+        return 0.0
     apply_align_settings(refiner, cfg)
     settings: dict[str, Any] = dict(stages=cfg.stages or None, align=cfg.align)
-    if tracks_by_alignment([jobs[i] for i in refinable], cfg):
+    if tracks_by_alignment(refinable, cfg):
         # From the last frame's pose the object moved little: one start, every object (also those without
         # trained weights), no network.
         one_start = replace(refiner.align_config, start_turn_deg=0.0)
@@ -287,16 +290,18 @@ def refine_jobs(
         out = refiner.refine(
             rgb_u8,
             K,
-            [(jobs[i].class_id, jobs[i].T_init) for i in refinable],
+            [(job.class_id, job.T_init) for job in refinable],
             guard=cfg.guard,
             **settings,
         )
     except ValueError as exc:
         # The image or K as a whole (already checked by the caller), or stages.
-        for i in refinable:
-            jobs[i].error = f"frame rejected: {exc}"
-        return {}, 0.0
-    return dict(zip(refinable, out, strict=True)), float(out[0].elapsed_ms)
+        for job in refinable:
+            job.error = f"frame rejected: {exc}"
+        return 0.0
+    for job, result in zip(refinable, out, strict=True):
+        job.result = result
+    return float(out[0].elapsed_ms)
 
 
 def outcome(
